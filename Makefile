@@ -1,0 +1,51 @@
+# Everything starts from a Python >= 3.12 interpreter, found by tools/find-python.sh
+# (override with PYTHON=/path/to/python3.12). Targets are idempotent.
+PYTHON ?= $(shell tools/find-python.sh)
+VENV := .venv
+TRITON_VENV := .venv-triton
+PY := $(VENV)/bin/python
+PIP_FLAGS ?= --disable-pip-version-check -q
+
+.PHONY: all setup run demo test lint unit e2e openapi bench clean
+
+all: setup
+
+setup: $(VENV)/.stamp $(TRITON_VENV)/.stamp
+
+$(VENV)/.stamp: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found (set PYTHON=)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip
+	$(PY) -m pip install $(PIP_FLAGS) -e '.[export,dev]'
+	@touch $@
+
+$(TRITON_VENV)/.stamp: orchestrator/triton/server-requirements.txt
+	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found (set PYTHON=)"; exit 1; }
+	@test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
+	$(TRITON_VENV)/bin/python -m pip install $(PIP_FLAGS) -r orchestrator/triton/server-requirements.txt
+	@touch $@
+
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check orchestrator export arena_server sim_robot tests bench
+	$(VENV)/bin/mypy
+
+# The README's test command: set up, lint, then every test against real servers.
+test: setup lint
+	$(VENV)/bin/pytest -q $(PYTEST_ARGS)
+
+# The README's run command: the whole stack on local defaults.
+run: setup
+	$(PY) -m orchestrator.stack $(ARGS)
+
+demo: setup
+	$(PY) -m orchestrator.stack --demo $(ARGS)
+
+openapi: $(VENV)/.stamp
+	$(PY) -m orchestrator.api.openapi_dump openapi.json
+
+bench: setup
+	$(PY) -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) $(TRITON_VENV) .pytest_cache .mypy_cache .ruff_cache
