@@ -1,0 +1,45 @@
+"""Errors the session layer raises; the API maps each to one HTTP status, in one place."""
+
+from __future__ import annotations
+
+
+class SessionError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SessionNotFound(SessionError):
+    status_code = 404
+
+
+class SessionExists(SessionError):
+    status_code = 409
+
+
+class InvalidSessionRequest(SessionError):
+    status_code = 400
+
+
+class ForbiddenTarget(SessionError):
+    status_code = 403
+
+
+class PolicyNotFound(SessionError):
+    status_code = 404
+
+
+class TooManySessions(SessionError):
+    status_code = 429
+
+
+class DependencyUnavailable(SessionError):
+    """Triton or the Arena server cannot be reached right now."""
+
+    status_code = 503
+
+
+class InvalidTransition(SessionError):
+    status_code = 409

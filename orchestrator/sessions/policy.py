@@ -1,0 +1,75 @@
+"""Resolve a session's ``policy_path`` to a Triton model, and Arena URLs to allowed hosts."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from orchestrator.sessions.errors import ForbiddenTarget, InvalidSessionRequest
+
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class PolicyRef:
+    name: str
+    version: str  # "" = the version Triton's policy serves
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.version}" if self.version else self.name
+
+
+def parse_policy_path(policy_path: str) -> PolicyRef:
+    """``NAME`` or ``NAME:VERSION``. A checkpoint folder (what the seed took) gets a message
+    showing the export command that turns it into a model."""
+    value = policy_path.strip()
+    looks_like_path = "/" in value or "\\" in value or value.startswith((".", "~"))
+    if looks_like_path:
+        raise InvalidSessionRequest(
+            f"policy_path {policy_path!r} looks like a checkpoint folder; sessions take a model "
+            "served by Triton (NAME or NAME:VERSION). Export the checkpoint first: "
+            f"python -m export {value} --repository model_repository --name my_policy "
+            "and then pass policy_path='my_policy'."
+        )
+    name, _, version = value.partition(":")
+    if not _MODEL_NAME.match(name) or (version and not version.isdigit()):
+        raise InvalidSessionRequest(
+            f"policy_path {policy_path!r} is not NAME or NAME:VERSION (VERSION a positive integer)"
+        )
+    return PolicyRef(name=name, version=version)
+
+
+def _host_port(url: str) -> tuple[str, int | None]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidSessionRequest(f"arena_server_url {url!r} must be an http(s) URL with a host")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidSessionRequest(f"arena_server_url {url!r} has an invalid port") from exc
+    return parts.hostname.lower(), port
+
+
+def check_arena_url(url: str, default_url: str, allowlist: list[str]) -> str:
+    """Only loopback, the default server's host and allowlisted hosts may be reached, so the
+    API cannot be used to open connections to arbitrary hosts. Returns the URL without a
+    trailing slash."""
+    host, port = _host_port(url)
+    allowed_hosts = {_host_port(default_url)[0], "localhost"}
+    for entry in allowlist:
+        entry_host, _, entry_port = entry.lower().partition(":")
+        if not entry_port or (port is not None and entry_port == str(port)):
+            allowed_hosts.add(entry_host)
+    loopback = False
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if not loopback and host not in allowed_hosts:
+        raise ForbiddenTarget(
+            f"arena_server_url host {host!r} is not allowed; allowed: loopback, "
+            f"{sorted(allowed_hosts)} (extend with ORCHESTRATOR_ARENA_ALLOWLIST)"
+        )
+    return url.rstrip("/")

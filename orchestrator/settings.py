@@ -1,0 +1,65 @@
+"""The orchestrator's one settings object: environment (ORCHESTRATOR_*) and CLI."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BlendMode = Literal["crossfade", "ensemble", "replace"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", env_file=None, extra="ignore")
+
+    # HTTP API
+    host: str = "127.0.0.1"
+    port: int = 8001
+    api_key: SecretStr | None = Field(
+        default=None, description="When set, every endpoint but / and /health requires it."
+    )
+
+    # Triton
+    triton_url: str | None = Field(
+        default=None,
+        description="gRPC address host:port. Unset: the local stack starts its own server.",
+    )
+    triton_shared_memory: bool = Field(
+        default=False, description="Send tensors through system shared memory (same host only)."
+    )
+    triton_timeout_s: float = Field(default=2.0, gt=0, description="Per-request inference timeout.")
+    model_repository: Path = Path("model_repository")
+
+    # Arena
+    arena_default_url: str = "http://localhost:8000"
+    arena_allowlist: list[str] = Field(
+        default_factory=list,
+        description="Extra hosts (host or host:port) sessions may connect to; loopback and the "
+        "default server's host are always allowed.",
+    )
+    arena_timeout_s: float = Field(default=5.0, gt=0)
+
+    # Limits
+    max_sessions: int = Field(default=64, ge=1)
+    max_cameras_per_session: int = Field(default=8, ge=1)
+
+    # Control defaults (a session may override some of them)
+    blend: BlendMode = "crossfade"
+    crossfade_ticks: int = Field(default=10, ge=1)
+    ensemble_m: float = Field(default=0.01, ge=0)
+    margin_ticks: int = Field(default=3, ge=0)
+    replan_every: int | None = Field(default=None, ge=1)
+    max_step: float | None = Field(default=10.0, gt=0, description="Max change per tick per joint.")
+    stale_after_s: float = Field(default=0.5, gt=0, description="Observation age that stops refills.")
+    latency_prior_s: float = Field(default=0.1, gt=0, description="Assumed latency until measured.")
+
+    # Debug
+    log_buffer_size: int = Field(default=2000, ge=10)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
