@@ -1,0 +1,234 @@
+"""One session's control decisions for one tick, composed from the pure parts.
+
+The asyncio loop stays thin: at each tick it calls ``on_tick`` and publishes
+``decision.command`` (if any); when ``decision.request_inference`` it sends the latest
+observation, tagged with ``decision.tick``, and later reports back with ``on_chunk`` or
+``on_request_failed``. Nothing here waits for inference.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from orchestrator.control.freshness import Freshness
+from orchestrator.control.plan import BlendMode, MergeResult, Plan
+from orchestrator.control.reasons import Reason
+from orchestrator.control.safety import DEFAULT_MAX_STEP, Intervention, SafetyLayer
+from orchestrator.control.timing import (
+    JitterStats,
+    LatencyStats,
+    LatencyTracker,
+    RefillPolicy,
+    period_jitter,
+)
+
+
+@dataclass(frozen=True)
+class TickDecision:
+    tick: int
+    command: np.ndarray | None  # None: publish nothing, the robot holds its last command
+    request_inference: bool  # send the latest observation now, tagged with `tick`
+    underrun: bool
+    reason: Reason  # OK when a command is published, else why not
+    horizon: int  # ticks the plan covers after this one
+    interventions: tuple[Intervention, ...] = ()
+
+
+@dataclass(frozen=True)
+class ControlStats:
+    ticks: int
+    commands: int
+    underruns: int
+    holds: dict[str, int]  # ticks that published nothing, by reason
+    requests: int
+    chunks: int  # chunks merged into the plan
+    discarded_chunks: int  # answers to requests voided by a reset or an emergency stop
+    failed_requests: int
+    dropped_past_actions: int  # chunk actions that arrived after their tick
+    in_flight: bool
+    horizon: int
+    latency: LatencyStats
+    jitter: JitterStats
+
+
+class ControlCore:
+    """Plan + refill policy + latency + safety for one session. Ticks must increase."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        safety: SafetyLayer,
+        refill: RefillPolicy,
+        latency: LatencyTracker,
+        rate: float,
+        jitter_window: int = 300,
+    ) -> None:
+        if plan.action_dim != len(safety.joint_names):
+            raise ValueError(f"plan has {plan.action_dim} action values, safety layer "
+                             f"{len(safety.joint_names)} joints")
+        if not rate > 0:
+            raise ValueError(f"rate must be > 0, got {rate}")
+        self.plan = plan
+        self.safety = safety
+        self.refill = refill
+        self.latency = latency
+        self.rate = rate
+        self._periods: deque[float] = deque(maxlen=jitter_window)
+        self._last_tick: int | None = None
+        self._last_tick_time: float | None = None
+        self._in_flight: int | None = None  # tick of the outstanding request
+        self._in_flight_void = False  # its answer must not enter the plan
+        self._last_request_tick: int | None = None
+        self._primed = False  # a chunk has been merged since start/reset
+        self._holds: Counter[str] = Counter()
+        self._n = Counter[str]()
+
+    @classmethod
+    def create(
+        cls,
+        action_names: Sequence[str],
+        chunk_size: int,
+        rate: float,
+        *,
+        blend: BlendMode = "crossfade",
+        crossfade_ticks: int = 10,
+        ensemble_m: float = 0.01,
+        margin_ticks: int = 3,
+        replan_every: int | None = None,
+        latency_prior_s: float = 0.1,
+        limits: Mapping[str, tuple[float, float]] | None = None,
+        max_step: float | Mapping[str, float] | None = DEFAULT_MAX_STEP,
+    ) -> ControlCore:
+        """A core with the parts built from plain settings (the plan holds one chunk)."""
+        return cls(
+            Plan(len(action_names), chunk_size, blend, crossfade_ticks, ensemble_m),
+            SafetyLayer(action_names, limits, max_step),
+            RefillPolicy(margin_ticks, replan_every),
+            LatencyTracker(latency_prior_s),
+            rate,
+        )
+
+    @property
+    def in_flight(self) -> bool:
+        return self._in_flight is not None
+
+    @property
+    def last_tick(self) -> int | None:
+        return self._last_tick
+
+    def on_tick(self, k_now: int, now: float, observation_fresh: bool | Freshness) -> TickDecision:
+        """Decide tick ``k_now`` (run at time ``now``)."""
+        if self._last_tick is not None and k_now <= self._last_tick:
+            raise ValueError(f"tick {k_now} after tick {self._last_tick}: ticks must increase")
+        if self._last_tick == k_now - 1 and self._last_tick_time is not None:
+            self._periods.append(now - self._last_tick_time)
+        self._last_tick, self._last_tick_time = k_now, now
+        self._n["ticks"] += 1
+        fresh, stale_reason = _freshness(observation_fresh)
+
+        action = self.plan.pop(k_now)
+        safe = self.safety.filter(action)
+        horizon = self.plan.horizon(k_now)
+        underrun = action is None and not self.safety.latched and self._primed and fresh
+        reason = safe.reason
+        if action is None and reason is Reason.NO_ACTION:
+            if not fresh:
+                reason = stale_reason
+            else:
+                reason = Reason.UNDERRUN if self._primed else Reason.WAITING_FOR_CHUNK
+        if safe.values is None:
+            self._holds[reason.value] += 1
+        else:
+            self._n["commands"] += 1
+        if underrun:
+            self._n["underruns"] += 1
+
+        request = not self.safety.latched and self.refill.should_request(
+            k_now, horizon, self.in_flight, self.latency.p95, self.rate,
+            self._last_request_tick, fresh,
+        )
+        if request:
+            self._in_flight, self._in_flight_void = k_now, False
+            self._last_request_tick = k_now
+            self._n["requests"] += 1
+        return TickDecision(k_now, safe.values, request, underrun, reason, horizon,
+                            safe.interventions)
+
+    def on_chunk(
+        self, chunk: np.ndarray, k_obs: int, k_now: int, latency_s: float | None = None
+    ) -> MergeResult | None:
+        """The answer to the request made at tick ``k_obs``, arriving after tick ``k_now``
+        was decided. Returns None when it is not merged (not the outstanding request, or
+        voided by a reset or an emergency stop). A bad chunk raises ValueError; the request
+        is then over and the plan unchanged."""
+        if self._in_flight is None or k_obs != self._in_flight:
+            self._n["discarded_chunks"] += 1
+            return None
+        void = self._in_flight_void or self.safety.latched
+        self._in_flight, self._in_flight_void = None, False
+        if latency_s is not None:
+            self.latency.add(latency_s)
+        if void:
+            self._n["discarded_chunks"] += 1
+            return None
+        try:
+            result = self.plan.merge(chunk, k_obs, k_now)
+        except ValueError:
+            self._n["failed_requests"] += 1
+            raise
+        self._primed = True
+        self._n["chunks"] += 1
+        self._n["dropped_past_actions"] += result.dropped_past
+        return result
+
+    def on_request_failed(self, k_obs: int) -> None:
+        """The request made at tick ``k_obs`` ended without a chunk (error, timeout)."""
+        if self._in_flight == k_obs:
+            self._in_flight, self._in_flight_void = None, False
+            self._n["failed_requests"] += 1
+
+    def latch_stop(self) -> None:
+        """Emergency stop: publish nothing and request nothing until ``rearm``."""
+        self.safety.latch_stop()
+        self.plan.clear()
+        self._in_flight_void = True
+
+    def rearm(self, reference: np.ndarray | None = None) -> None:
+        """Leave the emergency stop with an empty plan (see ``SafetyLayer.rearm``)."""
+        self.reset()
+        self.safety.rearm(reference)
+
+    def reset(self) -> None:
+        """Clear the plan; an outstanding request's answer will be discarded."""
+        self.plan.clear()
+        self._in_flight_void = self._in_flight is not None
+        self._last_request_tick = None
+        self._primed = False
+
+    def stats(self) -> ControlStats:
+        k = self._last_tick
+        return ControlStats(
+            ticks=self._n["ticks"],
+            commands=self._n["commands"],
+            underruns=self._n["underruns"],
+            holds=dict(self._holds),
+            requests=self._n["requests"],
+            chunks=self._n["chunks"],
+            discarded_chunks=self._n["discarded_chunks"],
+            failed_requests=self._n["failed_requests"],
+            dropped_past_actions=self._n["dropped_past_actions"],
+            in_flight=self.in_flight,
+            horizon=0 if k is None else self.plan.horizon(k),
+            latency=self.latency.stats(),
+            jitter=period_jitter(self._periods, self.rate),
+        )
+
+
+def _freshness(value: bool | Freshness) -> tuple[bool, Reason]:
+    if isinstance(value, Freshness):
+        return value.fresh, value.reason
+    return bool(value), Reason.OK if value else Reason.STALE_OBSERVATION

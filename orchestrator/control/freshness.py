@@ -1,0 +1,56 @@
+"""Observation watchdog: is the latest observation fresh enough to ask the model?
+
+Ages are seconds since each source last delivered (None: never delivered). The session
+computes them from its own monotonic stamps; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from orchestrator.control.reasons import Reason
+
+JOINTS = "joints"  # the source name of the joint state in `Freshness.stale_sources`
+
+
+@dataclass(frozen=True)
+class Freshness:
+    fresh: bool
+    reason: Reason  # OK, WAITING_FOR_FRAMES, WAITING_FOR_JOINTS or STALE_OBSERVATION
+    waiting: tuple[str, ...] = ()  # sources that never delivered
+    stale_sources: tuple[str, ...] = ()  # sources older than max_age
+    age: float | None = None  # age of the oldest source that did deliver
+
+
+def age_since(now: float, stamp: float | None) -> float | None:
+    """Seconds since ``stamp`` (None stays None). A stamp from the future counts as 0."""
+    return None if stamp is None else max(0.0, now - stamp)
+
+
+def observation_freshness(
+    frame_ages: Mapping[str, float | None], joints_age: float | None, max_age: float
+) -> Freshness:
+    """Fresh only when every camera and the joint state have delivered within ``max_age``.
+
+    Missing sources are reported before stale ones: "waiting" is the normal start-up
+    state, "stale" means a source went quiet. A non-finite age counts as stale.
+    """
+    if not math.isfinite(max_age) or max_age <= 0:
+        raise ValueError(f"max_age must be finite and > 0, got {max_age}")
+    ages: dict[str, float | None] = {**frame_ages, JOINTS: joints_age}
+    if JOINTS in frame_ages:
+        raise ValueError(f"a camera cannot be called {JOINTS!r}")
+    waiting = tuple(name for name, age in ages.items() if age is None)
+    known = [age for age in ages.values() if age is not None]
+    oldest = max(known, key=lambda a: a if math.isfinite(a) else math.inf, default=None)
+    stale = tuple(name for name, age in ages.items()
+                  if age is not None and not age <= max_age)  # `not <=` catches NaN
+    if any(name != JOINTS for name in waiting):
+        return Freshness(False, Reason.WAITING_FOR_FRAMES, waiting, stale, oldest)
+    if waiting:
+        return Freshness(False, Reason.WAITING_FOR_JOINTS, waiting, stale, oldest)
+    if stale:
+        return Freshness(False, Reason.STALE_OBSERVATION, (), stale, oldest)
+    return Freshness(True, Reason.OK, (), (), oldest)

@@ -1,0 +1,155 @@
+"""Joint names: robot readings -> the model's state vector, and actions -> robot commands.
+
+Slots are found by name, never by position, so an unknown or missing joint can never
+shift a value into another joint's slot. A robot name resolves, in order, through the
+alias map, an exact model name, then LeRobot's ``.pos`` suffix (``shoulder_pan`` and
+``shoulder_pan.pos`` are the same joint).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from numbers import Real
+
+import numpy as np
+
+_SUFFIX = ".pos"
+_MAX_UNKNOWN_NAMES = 32  # remembered for the status; a flood of junk names stays bounded
+
+
+@dataclass(frozen=True)
+class ReadingResult:
+    accepted: int
+    unknown: tuple[str, ...]  # names that match no model joint: counted and ignored
+    invalid: tuple[str, ...]  # known names whose value is not a finite number
+
+
+def _suffix_twin(name: str) -> str:
+    return name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else name + _SUFFIX
+
+
+class JointMapper:
+    """Keeps the last reading of every model joint (updates are partial: the Arena server
+    forwards only changed joints) and maps names both ways."""
+
+    def __init__(
+        self,
+        model_joint_names: Sequence[str],
+        aliases: Mapping[str, str] | None = None,
+        *,
+        action_names: Sequence[str] | None = None,
+    ) -> None:
+        names = tuple(model_joint_names)
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"model joint names must be non-empty and unique, got {names}")
+        self.state_names = names
+        self.action_names = tuple(action_names) if action_names is not None else names
+        self._lookup: dict[str, int] = {n: i for i, n in enumerate(names)}
+        for i, n in enumerate(names):
+            self._lookup.setdefault(_suffix_twin(n), i)
+        # Commands go out under the robot's own names: an alias, or the name it reports.
+        self._robot_names: list[str | None] = [None] * len(names)
+        self._alias_names: list[str | None] = [None] * len(names)
+        for robot_name, model_name in (aliases or {}).items():
+            index = self._lookup.get(model_name)
+            if index is None:
+                raise ValueError(f"alias {robot_name!r} -> {model_name!r}: the model has no "
+                                 f"joint {model_name!r}; its joints are {list(names)}")
+            self._lookup[robot_name] = index
+            if self._alias_names[index] is None:
+                self._alias_names[index] = robot_name
+        self._values = np.zeros(len(names), dtype=np.float64)
+        self._have = np.zeros(len(names), dtype=bool)
+        self.last_update: float | None = None
+        self.unknown_count = 0
+        self.invalid_count = 0
+        self.unknown_names: set[str] = set()
+
+    def index_of(self, robot_name: str) -> int | None:
+        """The state slot of ``robot_name``, or None when it is no model joint."""
+        return self._lookup.get(robot_name)
+
+    @property
+    def ready(self) -> bool:
+        """True once every model joint has had a real reading."""
+        return bool(self._have.all())
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return tuple(n for n, have in zip(self.state_names, self._have, strict=True) if not have)
+
+    def state(self) -> np.ndarray | None:
+        """The state vector in model order, or None until every joint has a reading."""
+        return self._values.copy() if self.ready else None
+
+    def readings(self) -> dict[str, float]:
+        """The joints read so far, by model name (for debug)."""
+        return {n: float(v) for n, v, h in zip(self.state_names, self._values, self._have,
+                                               strict=True) if h}
+
+    def reset(self) -> None:
+        """Forget every reading (counters stay: they are session statistics)."""
+        self._have[:] = False
+        self._values[:] = 0.0
+        self.last_update = None
+
+    def update(
+        self, readings: Mapping[str, object] | Iterable[Mapping[str, object]], stamp: float
+    ) -> ReadingResult:
+        """Merge a partial reading: ``{name: value}`` (``state_sync``) or
+        ``[{"name": ..., "value": ...}, ...]`` (``joint_update``). Joints not mentioned keep
+        their last value; an empty reading changes nothing."""
+        pairs = readings.items() if isinstance(readings, Mapping) else _entries(readings)
+        accepted = 0
+        unknown: list[str] = []
+        invalid: list[str] = []
+        for name, value in pairs:
+            index = self._lookup.get(name) if isinstance(name, str) else None
+            if index is None or not isinstance(name, str):
+                unknown.append(str(name)[:64])
+                continue
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(
+                float(value)
+            ):
+                invalid.append(name)
+                continue
+            self._values[index] = float(value)
+            self._have[index] = True
+            if self._robot_names[index] is None:
+                self._robot_names[index] = name
+            accepted += 1
+        self.unknown_count += len(unknown)
+        self.invalid_count += len(invalid)
+        for name in unknown:
+            if len(self.unknown_names) >= _MAX_UNKNOWN_NAMES:
+                break
+            self.unknown_names.add(name)
+        if accepted:
+            self.last_update = stamp
+        return ReadingResult(accepted, tuple(unknown), tuple(invalid))
+
+    def robot_name(self, model_name: str) -> str:
+        """The name the robot knows ``model_name`` by (alias, else as reported, else as is)."""
+        index = self._lookup.get(model_name)
+        if index is None:
+            return model_name
+        return self._alias_names[index] or self._robot_names[index] or model_name
+
+    def to_command(self, action: np.ndarray | Sequence[float]) -> dict[str, float]:
+        """``{robot joint name: value}`` for one action vector in the model's action order."""
+        values = np.asarray(action, dtype=np.float64)
+        if values.shape != (len(self.action_names),):
+            raise ValueError(f"action must have {len(self.action_names)} values, got shape "
+                             f"{list(values.shape)}")
+        return {self.robot_name(n): float(v) for n, v in zip(self.action_names, values,
+                                                              strict=True)}
+
+
+def _entries(items: Iterable[Mapping[str, object]]) -> Iterable[tuple[object, object]]:
+    for item in items:
+        if isinstance(item, Mapping):
+            yield item.get("name"), item.get("value")
+        else:
+            yield repr(item)[:64], None  # not an entry: counted as an unknown name
