@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -13,7 +12,9 @@ BlendMode = Literal["crossfade", "ensemble", "replace"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ORCHESTRATOR_", env_file=None, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ORCHESTRATOR_", env_file=None, extra="ignore", cli_kebab_case=True
+    )
 
     # HTTP API
     host: str = "127.0.0.1"
@@ -53,13 +54,26 @@ class Settings(BaseSettings):
     margin_ticks: int = Field(default=3, ge=0)
     replan_every: int | None = Field(default=None, ge=1)
     max_step: float | None = Field(default=10.0, gt=0, description="Max change per tick per joint.")
-    stale_after_s: float = Field(default=0.5, gt=0, description="Observation age that stops refills.")
+    stale_after_s: float = Field(
+        default=0.5, gt=0, description="Observation age that stops refills."
+    )
     latency_prior_s: float = Field(default=0.1, gt=0, description="Assumed latency until measured.")
 
     # Debug
     log_buffer_size: int = Field(default=2000, ge=10)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Local stack only (`make run`): what to start beside the API.
+    arena_port: int = Field(default=8000, description="Port of the local room server.")
+    start_arena: bool = Field(default=True, description="Start the local room server.")
+    demo: bool = Field(
+        default=False, description="Also start a simulated robot and a session, show live figures."
+    )
 
 
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()
+def settings_from_cli(argv: list[str] | None, prog: str) -> Settings:
+    """Environment first, command line on top (``--triton-url host:port`` ...)."""
+    return Settings(
+        _cli_parse_args=argv if argv is not None else True,  # type: ignore[call-arg]
+        _cli_prog_name=prog,
+    )

@@ -23,13 +23,16 @@ class CreateSessionRequest(BaseModel):
         description="A model in the Triton repository: NAME or NAME:VERSION (not a file path; "
         "export a checkpoint with `python -m export`).",
     )
-    camera_names: list[str] = Field(default=["front"], description="Must equal the model's cameras.")
+    camera_names: list[str] = Field(
+        default=["front"], description="Must equal the model's cameras."
+    )
     arena_server_url: str = Field(default="http://localhost:8000", max_length=512)
     workspace_id: str | None = Field(default=None, max_length=128)
     # Additions to the seed contract, all optional.
     joint_aliases: dict[str, str] | None = Field(
         default=None,
-        description="Robot joint name -> model joint name, for robots that name joints differently.",
+        description="Robot joint name -> model joint name, for robots that name joints "
+        "differently.",
     )
     rate_hz: float | None = Field(
         default=None, gt=0, le=1000, description="Control rate; default: the model's fps."

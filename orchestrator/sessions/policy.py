@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -63,10 +64,8 @@ def check_arena_url(url: str, default_url: str, allowlist: list[str]) -> str:
         if not entry_port or (port is not None and entry_port == str(port)):
             allowed_hosts.add(entry_host)
     loopback = False
-    try:
+    with contextlib.suppress(ValueError):
         loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        pass
     if not loopback and host not in allowed_hosts:
         raise ForbiddenTarget(
             f"arena_server_url host {host!r} is not allowed; allowed: loopback, "

@@ -1,0 +1,110 @@
+"""The FastAPI application: one lifespan owns the Triton client and the session manager."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+
+from orchestrator.api.auth import ApiKeyMiddleware
+from orchestrator.api.routes import router
+from orchestrator.observability.logs import install_log_ring
+from orchestrator.observability.metrics import metrics_router
+from orchestrator.sessions.errors import SessionError
+from orchestrator.sessions.manager import SessionManager
+from orchestrator.settings import Settings
+from orchestrator.triton.client import TritonClient
+
+log = logging.getLogger(__name__)
+
+TAGS = [
+    {"name": "Health", "description": "Health check and server status endpoints"},
+    {"name": "Sessions", "description": "Inference session management - create, control, and "
+     "monitor AI sessions"},
+    {"name": "Control", "description": "Session control operations - start, stop, restart "
+     "inference"},
+    {"name": "Debug", "description": "Debug and monitoring endpoints for system diagnostics"},
+    {"name": "Metrics", "description": "Prometheus metrics"},
+]
+
+DESCRIPTION = """
+Serves LeRobot ACT policies to many robots at once. Each session reads camera frames and
+joint positions from Arena rooms, sends observations to NVIDIA Triton (whose dynamic
+batcher merges all sessions' requests) and publishes joint commands at a fixed rate.
+
+Joint values are **normalized**: -100..100 for arm joints, 0..100 for the gripper.
+`policy_path` names a model in Triton's repository (`NAME` or `NAME:VERSION`); export a
+LeRobot checkpoint with `python -m export CHECKPOINT --repository model_repository --name NAME`.
+"""
+
+
+def create_app(settings: Settings, triton: TritonClient | None = None) -> FastAPI:
+    """Build the app. ``triton`` may be injected (tests); otherwise one is made from settings."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        client = triton or TritonClient(
+            settings.triton_url or "127.0.0.1:8001",
+            timeout_s=settings.triton_timeout_s,
+            shared_memory=settings.triton_shared_memory,
+        )
+        manager = SessionManager(settings, client)
+        app.state.manager = manager
+        try:
+            yield
+        finally:
+            await manager.close_all()
+            if triton is None:
+                await client.close()
+
+    app = FastAPI(
+        title="LeRobot Arena AI Server",
+        summary="ACT Model Inference Server for Real-time Robot Control",
+        description=DESCRIPTION,
+        version="1.0.0",
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.log_ring = install_log_ring(settings.log_buffer_size)
+    if settings.api_key is not None:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+
+    @app.exception_handler(SessionError)
+    async def session_error(_: Request, exc: SessionError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            {"detail": f"internal error ({type(exc).__name__}); see /debug/logs"},
+            status_code=500,
+        )
+
+    app.include_router(router)
+    app.include_router(metrics_router)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, summary=app.summary,
+                description=app.description, routes=app.routes, tags=app.openapi_tags,
+            )
+            schema["info"]["license"] = {
+                "name": "Apache 2.0", "url": "https://www.apache.org/licenses/LICENSE-2.0.html"
+            }
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "BearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,138 @@
+"""HTTP routes: parse, call the session manager, return. Errors are mapped in app.py.
+
+Function names are the seed contract's: FastAPI derives the operationIds from them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+
+from orchestrator.api.schemas import (
+    CreateSessionRequest,
+    CreateSessionResponse,
+    ErrorResponse,
+    SessionStatusResponse,
+)
+from orchestrator.observability.system import system_info
+from orchestrator.sessions.manager import SessionManager
+
+router = APIRouter()
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (404, "Unknown session or model"),
+        (409, "Session exists or transition not allowed"),
+        (503, "Triton or the Arena server is unreachable"),
+    )
+}
+_CREATE_ERRORS: dict[int | str, dict[str, Any]] = {
+    **_ERRORS,
+    400: {"model": ErrorResponse, "description": "Request cannot be served as given"},
+    403: {"model": ErrorResponse, "description": "Arena host not allowed"},
+    429: {"model": ErrorResponse, "description": "Session limit reached"},
+}
+
+
+def _manager(request: Request) -> SessionManager:
+    manager: SessionManager = request.app.state.manager
+    return manager
+
+
+@router.get("/", tags=["Health"])
+async def root() -> dict[str, Any]:
+    return {
+        "name": "ACT policy orchestrator",
+        "docs": "/docs",
+        "health": "/health",
+        "sessions": "/sessions",
+    }
+
+
+@router.get("/health", tags=["Health"])
+async def health_check(request: Request) -> dict[str, Any]:
+    manager = _manager(request)
+    triton_ready = await manager.triton.is_server_ready()
+    return {
+        "status": "healthy" if triton_ready else "degraded",
+        "triton_ready": triton_ready,
+        "active_sessions": len(manager.sessions()),
+    }
+
+
+@router.get("/sessions", tags=["Sessions"], response_model=list[SessionStatusResponse])
+async def list_sessions(request: Request) -> list[SessionStatusResponse]:
+    return [SessionStatusResponse(**s.status()) for s in _manager(request).sessions()]
+
+
+@router.post(
+    "/sessions", tags=["Sessions"], response_model=CreateSessionResponse, responses=_CREATE_ERRORS
+)
+async def create_session(body: CreateSessionRequest, request: Request) -> CreateSessionResponse:
+    return await _manager(request).create(body)
+
+
+@router.get(
+    "/sessions/{session_id}",
+    tags=["Sessions"],
+    response_model=SessionStatusResponse,
+    responses=_ERRORS,
+)
+async def get_session_status(session_id: str, request: Request) -> SessionStatusResponse:
+    return SessionStatusResponse(**_manager(request).get(session_id).status())
+
+
+@router.delete("/sessions/{session_id}", tags=["Sessions"], responses=_ERRORS)
+async def delete_session(session_id: str, request: Request) -> dict[str, Any]:
+    await _manager(request).delete(session_id)
+    return {"message": f"session {session_id} deleted", "session_id": session_id}
+
+
+@router.post("/sessions/{session_id}/start", tags=["Control"], responses=_ERRORS)
+async def start_inference(session_id: str, request: Request) -> dict[str, Any]:
+    session = await _manager(request).start(session_id)
+    return {"message": f"session {session_id} started", "status": session.state.value}
+
+
+@router.post("/sessions/{session_id}/stop", tags=["Control"], responses=_ERRORS)
+async def stop_inference(session_id: str, request: Request) -> dict[str, Any]:
+    session = await _manager(request).stop(session_id)
+    return {"message": f"session {session_id} stopped", "status": session.state.value}
+
+
+@router.post("/sessions/{session_id}/restart", tags=["Control"], responses=_ERRORS)
+async def restart_inference(session_id: str, request: Request) -> dict[str, Any]:
+    session = await _manager(request).restart(session_id)
+    return {"message": f"session {session_id} restarted", "status": session.state.value}
+
+
+@router.get("/debug/system", tags=["Debug"])
+async def get_system_info(request: Request) -> dict[str, Any]:
+    manager = _manager(request)
+    info = system_info()
+    info["triton"] = await manager.triton_status()
+    info["sessions"] = {s.session_id: s.state.value for s in manager.sessions()}
+    return info
+
+
+@router.get("/debug/logs", tags=["Debug"])
+async def get_recent_logs(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 100,
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "DEBUG",
+) -> dict[str, Any]:
+    records = request.app.state.log_ring.recent(limit, logging.getLevelNamesMapping()[level])
+    return {"logs": records, "count": len(records)}
+
+
+@router.post("/debug/sessions/{session_id}/reset", tags=["Debug"], responses=_ERRORS)
+async def debug_reset_session(session_id: str, request: Request) -> dict[str, Any]:
+    await _manager(request).reset(session_id)
+    return {"message": f"session {session_id} reset: plan and joint state cleared"}
+
+
+@router.get("/debug/sessions/{session_id}/queue", tags=["Debug"], responses=_ERRORS)
+async def get_session_queue_info(session_id: str, request: Request) -> dict[str, Any]:
+    return _manager(request).get(session_id).queue_info()

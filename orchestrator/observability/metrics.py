@@ -1,0 +1,92 @@
+"""Prometheus metrics. One registry per process; sessions label their series by id and
+remove them when deleted so the registry does not grow with churn."""
+
+from __future__ import annotations
+
+import contextlib
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_TICK_BUCKETS = (0.005, 0.01, 0.02, 0.025, 0.03, 0.0333, 0.035, 0.04, 0.05, 0.075, 0.1, 0.25)
+_JITTER_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
+_LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
+
+TICK_PERIOD = Histogram(
+    "orchestrator_tick_period_seconds", "Time between consecutive published ticks",
+    ["session"], buckets=_TICK_BUCKETS, registry=REGISTRY,
+)
+TICK_JITTER = Histogram(
+    "orchestrator_tick_jitter_seconds", "Absolute lateness of a tick against its deadline",
+    ["session"], buckets=_JITTER_BUCKETS, registry=REGISTRY,
+)
+INFERENCE_LATENCY = Histogram(
+    "orchestrator_inference_latency_seconds", "Triton request latency seen by a session",
+    ["session"], buckets=_LATENCY_BUCKETS, registry=REGISTRY,
+)
+OBSERVATION_AGE = Gauge(
+    "orchestrator_observation_age_seconds", "Age of the oldest part of the latest observation",
+    ["session"], registry=REGISTRY,
+)
+PLAN_LENGTH = Gauge(
+    "orchestrator_plan_length_ticks", "Ticks of actions left in the plan", ["session"],
+    registry=REGISTRY,
+)
+COMMANDS_SENT = Counter(
+    "orchestrator_commands_sent_total", "Joint commands published", ["session"], registry=REGISTRY
+)
+UNDERRUNS = Counter(
+    "orchestrator_plan_underruns_total", "Ticks with no planned action", ["session"],
+    registry=REGISTRY,
+)
+SAFETY_INTERVENTIONS = Counter(
+    "orchestrator_safety_interventions_total", "Commands changed or held by the safety layer",
+    ["session", "kind"], registry=REGISTRY,
+)
+ERRORS = Counter(
+    "orchestrator_errors_total", "Errors by kind", ["session", "kind"], registry=REGISTRY
+)
+SESSIONS = Gauge("orchestrator_sessions", "Sessions by state", ["state"], registry=REGISTRY)
+TRITON_UP = Gauge("orchestrator_triton_up", "1 when Triton answers ready", registry=REGISTRY)
+
+_PER_SESSION = (TICK_PERIOD, TICK_JITTER, INFERENCE_LATENCY, OBSERVATION_AGE, PLAN_LENGTH,
+                COMMANDS_SENT, UNDERRUNS)
+_PER_SESSION_KIND = (SAFETY_INTERVENTIONS, ERRORS)
+
+
+def forget_session(session_id: str) -> None:
+    for metric in _PER_SESSION:
+        with contextlib.suppress(KeyError):
+            metric.remove(session_id)
+    for labelled in _PER_SESSION_KIND:
+        # prometheus_client has no "remove by partial label"; walk the known children.
+        for labels in list(labelled._metrics):
+            if labels and labels[0] == session_id:
+                labelled.remove(*labels)
+
+
+metrics_router = APIRouter()
+
+
+@metrics_router.get("/metrics", tags=["Metrics"], response_class=Response)
+async def metrics(request: Request) -> Response:
+    manager = request.app.state.manager
+    TRITON_UP.set(1.0 if await manager.triton.is_server_ready() else 0.0)
+    counts: dict[str, int] = dict.fromkeys(
+        ("initializing", "ready", "running", "stopped", "error"), 0
+    )
+    for session in manager.sessions():
+        counts[session.state.value] = counts.get(session.state.value, 0) + 1
+    for state, count in counts.items():
+        SESSIONS.labels(state).set(count)
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,371 @@
+"""The real-time control loop of one session, on asyncio.
+
+Ticks are deadline-based (``TickClock``); each tick asks the pure ``ControlCore`` what to
+publish and whether to request a chunk. Inference runs in its own task, never inside a
+tick: the tick only snapshots the latest observation and goes on publishing from the plan.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from orchestrator.control.core import ControlCore, TickDecision
+from orchestrator.control.freshness import age_since, observation_freshness
+from orchestrator.control.joints import JointMapper
+from orchestrator.control.reasons import Reason
+from orchestrator.control.timing import TickClock
+from orchestrator.observability import metrics
+from orchestrator.observability.logs import RateLimitedLogger
+from orchestrator.sessions.observation import Observation, ObservationBuilder
+from orchestrator.sessions.policy import PolicyRef
+from orchestrator.settings import BlendMode
+from orchestrator.triton.client import (
+    BadInput,
+    InferenceTimeout,
+    ModelNotReady,
+    TritonClient,
+    TritonError,
+    TritonUnavailable,
+)
+from orchestrator.triton.model_contract import ModelContract
+
+log = logging.getLogger(__name__)
+
+
+class JointSource(Protocol):
+    @property
+    def joints(self) -> Mapping[str, float]: ...
+    @property
+    def last_reading_at(self) -> float | None: ...
+
+
+class FrameSource(Protocol):
+    def latest(self) -> Any: ...  # a Frame with .rgb, .arrived_at, .seq; or None
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    rate_hz: float
+    blend: BlendMode = "crossfade"
+    crossfade_ticks: int = 10
+    ensemble_m: float = 0.01
+    margin_ticks: int = 3
+    replan_every: int | None = None
+    max_step: float | None = 10.0
+    limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    stale_after_s: float = 0.5
+    latency_prior_s: float = 0.1
+    inference_timeout_s: float = 2.0
+    retry_backoff_s: float = 0.5  # after a failed request, before the next one
+
+
+def _ms_percentile(values: np.ndarray, q: float) -> float | None:
+    return round(float(np.percentile(values, q)) * 1000, 3) if values.size else None
+
+
+class ControlLoop:
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        contract: ModelContract,
+        policy: PolicyRef,
+        settings: LoopSettings,
+        aliases: Mapping[str, str],
+        triton: TritonClient,
+        joints: JointSource,
+        cameras: Mapping[str, FrameSource],
+        publish: Callable[[Mapping[str, float]], Awaitable[object]],
+    ) -> None:
+        self.session_id = session_id
+        self.contract = contract
+        self.policy = policy
+        self.settings = settings
+        self._triton = triton
+        self._joints = joints
+        self._cameras = cameras
+        self._publish = publish
+        self.mapper = JointMapper(contract.state_names, aliases, action_names=contract.action_names)
+        self.core = ControlCore.create(
+            contract.action_names, contract.chunk_size, settings.rate_hz,
+            blend=settings.blend, crossfade_ticks=settings.crossfade_ticks,
+            ensemble_m=settings.ensemble_m, margin_ticks=settings.margin_ticks,
+            replan_every=settings.replan_every, latency_prior_s=settings.latency_prior_s,
+            limits=dict(settings.limits), max_step=settings.max_step,
+        )
+        self.builder = ObservationBuilder(contract)
+        self._task: asyncio.Task[None] | None = None
+        self._inference: asyncio.Task[None] | None = None
+        self._clock: TickClock | None = None
+        self._joint_stamp: float | None = None
+        self._last_publish: float | None = None
+        self._problem: str | None = None
+        self._stop_reason: str | None = None
+        self._errors: Counter[str] = Counter()
+        self._interventions: Counter[str] = Counter()
+        self._commands_sent = 0
+        self._obs_to_command: deque[float] = deque(maxlen=500)
+        self._lateness: deque[float] = deque(maxlen=500)
+        self._batch_sizes: deque[int] = deque(maxlen=200)
+        self._chunk_obs: Observation | None = None  # the observation behind the plan's head
+        self._warn = RateLimitedLogger(log, interval_s=10.0)
+        self._last_decision: TickDecision | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """(Re)arm and start ticking. Any latched emergency stop is cleared: only an explicit
+        start or restart gets here."""
+        if self.running:
+            self.core.rearm(self._reference())
+            self._stop_reason = None
+            return
+        self.core.rearm(self._reference())
+        self._stop_reason = None
+        self._task = asyncio.create_task(self._run(), name=f"control-{self.session_id}")
+
+    async def stop(self) -> None:
+        self.core.latch_stop()  # nothing more is published, even before the task ends
+        tasks = [t for t in (self._task, self._inference) if t is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._task = self._inference = None
+
+    def emergency_stop(self, reason: str) -> None:
+        """Latch synchronously: no await stands between the message and the latch."""
+        self.core.latch_stop()
+        self._stop_reason = f"emergency_stop: {reason}" if reason else "emergency_stop"
+        if self._task is not None:
+            self._task.cancel()
+
+    def reset(self) -> None:
+        """Clear the plan and the joint state (connections stay)."""
+        self.core.reset()
+        self.mapper.reset()
+        self._joint_stamp = None
+        self._chunk_obs = None
+
+    def _reference(self) -> np.ndarray | None:
+        """The robot's current position as the step limiter's starting point, when known
+        and named like the actions."""
+        state = self.mapper.state()
+        if state is None or self.contract.state_names != self.contract.action_names:
+            return None
+        return state
+
+    # -- the loop ------------------------------------------------------------------------
+    async def _run(self) -> None:
+        loop_clock = time.monotonic
+        clock = self._clock = TickClock(loop_clock(), self.settings.rate_hz)
+        k = -1
+        while True:
+            k = clock.next_tick(k, loop_clock())
+            delay = clock.deadline(k) - loop_clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            now = loop_clock()
+            try:
+                await self._tick(k, now, clock)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad tick must not end the session's control
+                self._errors["tick"] += 1
+                metrics.ERRORS.labels(self.session_id, "tick").inc()
+                log.exception("session %s: tick %d failed", self.session_id, k)
+
+    async def _tick(self, k: int, now: float, clock: TickClock) -> None:
+        lateness = clock.lateness(k, now)
+        self._lateness.append(lateness)
+        metrics.TICK_JITTER.labels(self.session_id).observe(abs(lateness))
+        self._sync_joints()
+        freshness = self._freshness(now)
+        decision = self.core.on_tick(k, now, freshness)
+        self._last_decision = decision
+        for event in decision.interventions:
+            self._interventions[event.kind] += 1
+            metrics.SAFETY_INTERVENTIONS.labels(self.session_id, event.kind).inc()
+            self._warn.log(logging.WARNING, f"{event.kind}:{event.joint}",
+                           "session %s: safety %s on joint %s: planned %s, published %s",
+                           self.session_id, event.kind, event.joint, event.value, event.published)
+        if decision.command is not None:
+            await self._publish(self.mapper.to_command(decision.command))
+            self._commands_sent += 1
+            metrics.COMMANDS_SENT.labels(self.session_id).inc()
+            if self._last_publish is not None:
+                metrics.TICK_PERIOD.labels(self.session_id).observe(now - self._last_publish)
+            self._last_publish = now
+            if self._chunk_obs is not None:
+                self._obs_to_command.append(time.monotonic() - self._chunk_obs.oldest_stamp)
+        elif decision.underrun:
+            metrics.UNDERRUNS.labels(self.session_id).inc()
+        metrics.PLAN_LENGTH.labels(self.session_id).set(decision.horizon)
+        if freshness.age is not None:
+            metrics.OBSERVATION_AGE.labels(self.session_id).set(freshness.age)
+        if decision.request_inference:
+            observation = self.builder.snapshot(
+                k, now, self.mapper.state(), {c: s.latest() for c, s in self._cameras.items()}
+            )
+            self._inference = asyncio.create_task(
+                self._infer(observation), name=f"infer-{self.session_id}-{k}"
+            )
+
+    def _sync_joints(self) -> None:
+        stamp = self._joints.last_reading_at
+        if stamp is not None and stamp != self._joint_stamp:
+            self._joint_stamp = stamp
+            # The consumer holds the merged full state; the mapper takes it by name.
+            self.mapper.update(dict(self._joints.joints), stamp)
+
+    def _freshness(self, now: float) -> Any:
+        frame_ages: dict[str, float | None] = {}
+        for camera, source in self._cameras.items():
+            frame = source.latest()
+            frame_ages[camera] = None if frame is None else age_since(now, frame.arrived_at)
+        joints_age = age_since(now, self.mapper.last_update) if self.mapper.ready else None
+        return observation_freshness(frame_ages, joints_age, self.settings.stale_after_s)
+
+    async def _infer(self, observation: Observation | None) -> None:
+        if observation is None:  # a source vanished between the decision and the snapshot
+            await asyncio.sleep(self.settings.retry_backoff_s)
+            self.core.on_request_failed(self.core.last_tick or 0)
+            return
+        k_obs = observation.tick
+        started = time.monotonic()
+        try:
+            inputs = self.builder.inputs(observation)
+            output = await self._triton.infer(
+                self.policy.name, inputs, version=self.policy.version,
+                timeout_s=self.settings.inference_timeout_s,
+            )
+        except asyncio.CancelledError:
+            raise
+        except (TritonError, ValueError) as exc:
+            self._record_failure(exc)
+            await asyncio.sleep(self.settings.retry_backoff_s)
+            self.core.on_request_failed(k_obs)
+            return
+        latency = time.monotonic() - started
+        metrics.INFERENCE_LATENCY.labels(self.session_id).observe(latency)
+        k_now = self.core.last_tick if self.core.last_tick is not None else k_obs
+        try:
+            merged = self.core.on_chunk(output[0], k_obs, k_now, latency)
+        except ValueError as exc:
+            self._record_failure(exc)
+            return
+        if merged is not None:
+            self._chunk_obs = observation
+        if self._problem is not None:
+            log.info("session %s: inference recovered (%s)", self.session_id, self._problem)
+        self._problem = None
+
+    def _record_failure(self, exc: Exception) -> None:
+        kinds: dict[type[Exception], str] = {
+            TritonUnavailable: "triton_unavailable",
+            ModelNotReady: "model_unavailable",
+            InferenceTimeout: "inference_timeout",
+            BadInput: "bad_input",
+        }
+        kind = next((k for t, k in kinds.items() if isinstance(exc, t)), "inference_error")
+        self._errors[kind] += 1
+        metrics.ERRORS.labels(self.session_id, kind).inc()
+        self._problem = f"{kind}: {exc}"
+        self._warn.log(logging.WARNING, kind, "session %s: %s: %s", self.session_id, kind, exc)
+
+    # -- reporting -----------------------------------------------------------------------
+    def problem(self) -> str | None:
+        return self._stop_reason or self._problem
+
+    def stats(self) -> dict[str, Any]:
+        core = self.core.stats()
+        decision = self._last_decision
+        obs = np.asarray(self._obs_to_command, dtype=np.float64)
+        late = np.abs(np.asarray(self._lateness, dtype=np.float64))
+        return {
+            "inference_count": core.chunks,
+            "inference_requests": core.requests,
+            "commands_sent": self._commands_sent,
+            "errors": sum(self._errors.values()),
+            "errors_by_kind": dict(self._errors),
+            "actions_in_queue": len(self.core.plan),
+            "plan_underruns": core.underruns,
+            "holds": core.holds,
+            "health": "degraded" if self._problem else "ok",
+            "reason": decision.reason.value if decision else Reason.OK.value,
+            "inference_latency_ms": {
+                "p50": round(core.latency.p50 * 1000, 3),
+                "p95": round(core.latency.p95 * 1000, 3),
+                "p99": round(core.latency.p99 * 1000, 3),
+                "samples": core.latency.samples,
+                "measured": core.latency.measured,
+            },
+            "tick_jitter_ms": {"p50": round(core.jitter.p50 * 1000, 3),
+                               "p99": round(core.jitter.p99 * 1000, 3),
+                               "samples": core.jitter.samples},
+            "tick_lateness_ms": {"p50": _ms_percentile(late, 50),
+                                 "p99": _ms_percentile(late, 99)},
+            "observation_to_command_ms": {"p50": _ms_percentile(obs, 50),
+                                          "p99": _ms_percentile(obs, 99)},
+            "safety": {**self.core.safety.counts.as_dict(), "by_kind": dict(self._interventions)},
+            "unknown_joints": {"count": self.mapper.unknown_count,
+                               "names": sorted(self.mapper.unknown_names)},
+            "resized_frames": dict(self.builder.resized),
+            "dropped_past_actions": core.dropped_past_actions,
+            "discarded_chunks": core.discarded_chunks,
+        }
+
+    def inference_stats(self) -> dict[str, Any]:
+        c = self.contract
+        return {
+            "model": c.name,
+            "version": self.policy.version or "latest",
+            "cameras": list(c.cameras),
+            "image_sizes": {k: list(v) for k, v in c.image_sizes.items()},
+            "state_joints": list(c.state_names),
+            "action_joints": list(c.action_names),
+            "chunk_size": c.chunk_size,
+            "n_action_steps": c.n_action_steps,
+            "model_fps": c.fps,
+            "rate_hz": self.settings.rate_hz,
+            "blend": self.settings.blend,
+            "demo_model": c.is_demo,
+            "latency_prior_ms": self.settings.latency_prior_s * 1000,
+            "inference_timeout_ms": self.settings.inference_timeout_s * 1000,
+        }
+
+    def queue_info(self) -> dict[str, Any]:
+        k = self.core.last_tick
+        return {
+            "current_tick": k,
+            "plan_length": len(self.core.plan),
+            "horizon": 0 if k is None else self.core.plan.horizon(k),
+            "in_flight": self.core.in_flight,
+            "plan": [{"tick": t, "action": a} for t, a in self.core.plan.snapshot()],
+            "timing": {
+                "rate_hz": self.settings.rate_hz,
+                "blend": self.settings.blend,
+                "crossfade_ticks": self.settings.crossfade_ticks,
+                "ensemble_m": self.settings.ensemble_m,
+                "margin_ticks": self.settings.margin_ticks,
+                "replan_every": self.settings.replan_every,
+                "stale_after_s": self.settings.stale_after_s,
+                "refill_threshold_ticks": self.core.refill.threshold(
+                    self.core.latency.p95, self.settings.rate_hz),
+            },
+            "joint_state": self.mapper.readings(),
+            "missing_joints": list(self.mapper.missing),
+        }

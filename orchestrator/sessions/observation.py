@@ -1,0 +1,84 @@
+"""An observation: the latest frame of every camera plus the full joint state, stamped.
+
+Snapshots are cheap (references to the latest frames); turning one into Triton inputs
+(resizing a frame whose size differs from the model's) happens in the inference task,
+off the tick."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from orchestrator.triton.model_contract import STATE_INPUT, ModelContract, image_input
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Observation:
+    tick: int
+    taken_at: float
+    state: np.ndarray  # model state order, float32
+    frames: Mapping[str, np.ndarray]  # camera -> uint8 HxWx3 as received
+    frame_stamps: Mapping[str, float]  # camera -> monotonic arrival time
+    frame_seq: Mapping[str, int]
+
+    @property
+    def oldest_stamp(self) -> float:
+        return min(self.frame_stamps.values(), default=self.taken_at)
+
+
+def resize_nearest(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Nearest-neighbour resize: cheap and exact for integer scale factors."""
+    rows = (np.arange(height) * rgb.shape[0] // height).astype(np.intp)
+    cols = (np.arange(width) * rgb.shape[1] // width).astype(np.intp)
+    return rgb[rows[:, None], cols[None, :]]
+
+
+class ObservationBuilder:
+    def __init__(self, contract: ModelContract) -> None:
+        self.contract = contract
+        self.resized: Counter[str] = Counter()
+        self.bad_frames: Counter[str] = Counter()
+
+    def snapshot(
+        self, tick: int, now: float, state: np.ndarray | None, frames: Mapping[str, Any]
+    ) -> Observation | None:
+        """None when a camera or the joint state is missing (the caller retries later)."""
+        if state is None:
+            return None
+        images: dict[str, np.ndarray] = {}
+        stamps: dict[str, float] = {}
+        seqs: dict[str, int] = {}
+        for camera in self.contract.cameras:
+            frame = frames.get(camera)
+            if frame is None:
+                return None
+            rgb = frame.rgb
+            if not (isinstance(rgb, np.ndarray) and rgb.ndim == 3 and rgb.shape[2] == 3
+                    and rgb.dtype == np.uint8 and rgb.shape[0] > 0 and rgb.shape[1] > 0):
+                self.bad_frames[camera] += 1
+                return None
+            images[camera], stamps[camera], seqs[camera] = rgb, frame.arrived_at, frame.seq
+        return Observation(tick, now, np.asarray(state, dtype=np.float32), images, stamps, seqs)
+
+    def inputs(self, observation: Observation) -> dict[str, np.ndarray]:
+        """Batch-of-one Triton inputs named by LeRobot's feature keys."""
+        out: dict[str, np.ndarray] = {STATE_INPUT: observation.state.reshape(1, -1)}
+        for camera, rgb in observation.frames.items():
+            height, width = self.contract.image_sizes[camera]
+            if rgb.shape[:2] != (height, width):
+                if not self.resized[camera]:
+                    log.warning(
+                        "camera %s sends %dx%d frames; the model expects %dx%d: resizing",
+                        camera, rgb.shape[1], rgb.shape[0], width, height,
+                    )
+                self.resized[camera] += 1
+                rgb = resize_nearest(rgb, height, width)
+            out[image_input(camera)] = np.ascontiguousarray(rgb)[None]
+        return out
