@@ -3,6 +3,16 @@
 A chunk computed from the observation taken at tick ``k_obs`` proposes ``a[i]`` for tick
 ``k_obs + i``. ``merge`` aligns it on ``k_now`` (the last tick already published), blends
 it with what the plan already holds and trims the plan to ``max_ahead`` ticks.
+
+Blends, for a tick covered by both the plan (``old``) and the chunk (``a[i]``):
+* crossfade: ``(1 - w) * old + w * a[i]`` with ``w = min(1, (i + 1) / L)``; ``L`` is
+  ``crossfade_ticks``, shortened to the old plan's remaining length from ``k_obs`` so the
+  fade always completes before the old plan ends.
+* ensemble: weighted mean of every proposal for the tick, proposal ``j`` (0 = oldest)
+  weighing ``exp(-m * j)`` (ACT's temporal ensembling).
+* replace: ``a[i]``.
+Every blend depends only on the chunks, their ``k_obs`` and their order, never on how
+late they arrived (beyond the dropped past).
 """
 
 from __future__ import annotations
@@ -117,7 +127,7 @@ class Plan:
         start = max(0, k_now + 1 - k_obs)  # a[i] with k_obs + i <= k_now is in the past
         limit = k_now + self.max_ahead
         added = blended = trimmed = 0
-        overlap = 0  # index of the current tick among the ticks covered by both
+        ramp = self._ramp_length(k_obs)
         merged = dict(self._slots)
         for i in range(start, arr.shape[0]):
             tick = k_obs + i
@@ -130,20 +140,30 @@ class Plan:
                 merged[tick] = _Slot(new.copy(), 1.0, 1)
                 added += 1
                 continue
-            merged[tick] = self._blend(old, new, overlap)
-            overlap += 1
+            merged[tick] = self._blend(old, new, i, ramp)
             blended += 1
         trimmed += sum(1 for t in merged if t > limit)
         self._slots = {t: merged[t] for t in sorted(merged) if t <= limit}
         return MergeResult(dropped_past=min(start, arr.shape[0]), added=added,
                            blended=blended, trimmed=trimmed)
 
-    def _blend(self, old: _Slot, new: np.ndarray, overlap: int) -> _Slot:
+    def _ramp_length(self, k_obs: int) -> int:
+        """Crossfade length for a chunk observed at ``k_obs``: ``crossfade_ticks``, cut short
+        so that the ramp reaches 1 on the old plan's last tick (there is nothing to fade
+        from after it, and an unfinished fade would end in a jump)."""
+        last = self.last_tick
+        if last is None or last < k_obs:
+            return self.crossfade_ticks
+        return max(1, min(self.crossfade_ticks, last - k_obs + 1))
+
+    def _blend(self, old: _Slot, new: np.ndarray, index: int, ramp: int) -> _Slot:
         if self.blend == "replace":
             return _Slot(new.copy(), 1.0, old.proposals + 1)
         if self.blend == "crossfade":
-            # Overlap index 0 gets 1/L of the new chunk, index L-1 and later get all of it.
-            w = min(1.0, (overlap + 1) / self.crossfade_ticks)
+            # The ramp is anchored on the observation's tick (a[0]), not on the first tick
+            # still ahead: the part that fell into the past is gone with the past, so the
+            # value at a tick does not depend on how late the chunk arrived.
+            w = min(1.0, (index + 1) / ramp)
             return _Slot((1.0 - w) * old.value + w * new, 1.0, old.proposals + 1)
         # ACT temporal ensembling: proposal j (0 = oldest) weighs exp(-m * j).
         w = math.exp(-self.ensemble_m * old.proposals)

@@ -49,7 +49,7 @@ class TickClock:
 
     def due_tick(self, now: float) -> int:
         """The latest tick whose deadline is at or before ``now`` (-1 before t0)."""
-        return math.floor((now - self.t0) * self.rate + _EPS)
+        return max(-1, math.floor((now - self.t0) * self.rate + _EPS))
 
     def next_tick(self, last_tick: int, now: float) -> int:
         """The tick to run next after ``last_tick``: the one after it, or, when the loop
