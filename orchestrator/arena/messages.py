@@ -1,0 +1,194 @@
+"""Validation of every message an Arena server sends us (robotics and video sockets).
+
+`parse_robotics(text)` / `parse_video(text)` never raise: they give a typed message, or a
+`Malformed` (bad JSON, not an object, a known type with bad fields) or `Ignored` (a type this
+client has no use for). Callers count both and drop them.
+
+Extra keys are allowed everywhere: the reference server forwards joint entries exactly as the
+producer sent them, and newer servers may add fields.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+logger = logging.getLogger(__name__)
+
+MAX_INCOMING_CHARS = 1024 * 1024
+
+JointValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+JointName = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class _Msg(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    timestamp: str | None = None
+
+
+class JointEntry(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    name: JointName
+    value: JointValue
+
+
+class JointUpdate(_Msg):
+    type: Literal["joint_update"]
+    data: list[JointEntry]
+    source: str | None = None
+
+
+class StateSync(_Msg):
+    type: Literal["state_sync"]
+    data: dict[JointName, JointValue]
+
+
+class Joined(_Msg):
+    type: Literal["joined"]
+    room_id: str
+    role: Literal["producer", "consumer"]
+    workspace_id: str | None = None
+
+
+class ErrorMessage(_Msg):
+    type: Literal["error"]
+    message: str
+    code: Any = None
+
+
+class HeartbeatAck(_Msg):
+    type: Literal["heartbeat_ack"]
+
+
+class EmergencyStop(_Msg):
+    type: Literal["emergency_stop"]
+    reason: str | None = None
+    source: str | None = None
+
+
+# -- video ---------------------------------------------------------------------------------
+class ParticipantEvent(_Msg):
+    type: Literal["participant_joined", "participant_left"]
+    room_id: str
+    participant_id: str
+    role: Literal["producer", "consumer"]
+
+
+class SessionDescription(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    type: Literal["offer", "answer"]
+    sdp: Annotated[str, Field(min_length=1)]
+
+
+class WebRTCOffer(_Msg):
+    type: Literal["webrtc_offer"]
+    offer: SessionDescription
+    from_producer: str
+
+
+class WebRTCAnswer(_Msg):
+    type: Literal["webrtc_answer"]
+    answer: SessionDescription
+    from_consumer: str
+
+
+class IceCandidate(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    candidate: str
+    sdpMid: str | None = None  # the browser field names
+    sdpMLineIndex: int | None = None
+
+
+class WebRTCIce(_Msg):
+    type: Literal["webrtc_ice"]
+    candidate: IceCandidate | None
+    from_producer: str | None = None
+    from_consumer: str | None = None
+
+
+class StreamEvent(_Msg):
+    """stream_started / stream_stopped / video_config_update / status_update / ... relays."""
+
+    type: Literal[
+        "stream_started", "stream_stopped", "video_config_update", "status_update",
+        "stream_stats", "recovery_triggered",
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    type: str
+
+
+RoboticsMessage = JointUpdate | StateSync | Joined | ErrorMessage | HeartbeatAck | EmergencyStop
+VideoMessage = (
+    Joined | ErrorMessage | HeartbeatAck | EmergencyStop | ParticipantEvent | WebRTCOffer
+    | WebRTCAnswer | WebRTCIce | StreamEvent
+)
+
+_COMMON: dict[str, type[_Msg]] = {
+    "joined": Joined,
+    "error": ErrorMessage,
+    "heartbeat_ack": HeartbeatAck,
+    "emergency_stop": EmergencyStop,
+}
+_ROBOTICS: dict[str, type[_Msg]] = {
+    **_COMMON, "joint_update": JointUpdate, "state_sync": StateSync,
+}
+_VIDEO: dict[str, type[_Msg]] = {
+    **_COMMON,
+    "participant_joined": ParticipantEvent,
+    "participant_left": ParticipantEvent,
+    "webrtc_offer": WebRTCOffer,
+    "webrtc_answer": WebRTCAnswer,
+    "webrtc_ice": WebRTCIce,
+    **dict.fromkeys(
+        ["stream_started", "stream_stopped", "video_config_update", "status_update",
+         "stream_stats", "recovery_triggered"],
+        StreamEvent,
+    ),
+}
+
+
+def _parse(raw: str | bytes, table: dict[str, type[_Msg]]) -> _Msg | Malformed | Ignored:
+    if isinstance(raw, bytes):
+        return Malformed("binary frame")
+    if len(raw) > MAX_INCOMING_CHARS:
+        return Malformed(f"message too large ({len(raw)} chars)")
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return Malformed("invalid JSON")
+    if not isinstance(obj, dict):
+        return Malformed("not a JSON object")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        return Malformed("missing or non-string 'type'")
+    model = table.get(kind)
+    if model is None:
+        return Ignored(kind)
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return Malformed(f"{kind}: {where}: {first.get('msg')}")
+
+
+def parse_robotics(raw: str | bytes) -> RoboticsMessage | Malformed | Ignored:
+    msg = _parse(raw, _ROBOTICS)
+    return msg  # type: ignore[return-value]  # the table only holds robotics models
+
+
+def parse_video(raw: str | bytes) -> VideoMessage | Malformed | Ignored:
+    msg = _parse(raw, _VIDEO)
+    return msg  # type: ignore[return-value]  # the table only holds video models
