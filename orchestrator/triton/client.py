@@ -1,0 +1,349 @@
+"""The orchestrator's Triton client (gRPC, asyncio).
+
+Thin over ``tritonclient.grpc.aio``: it adds per-request timeouts, typed errors
+the session layer can act on, reconnection after a server restart, optional
+system shared memory and the model contract read from Triton's model config.
+
+Errors: :class:`TritonUnavailable` (no server: retry later),
+:class:`ModelNotReady` (model missing or unloaded), :class:`InferenceTimeout`,
+:class:`BadInput` (wrong names, shapes or dtypes: nothing was sent, or the
+server refused it). All derive from :class:`TritonError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import numpy as np
+from tritonclient.grpc import InferInput, InferRequestedOutput, KeepAliveOptions
+from tritonclient.grpc import model_config_pb2 as mc
+from tritonclient.grpc.aio import InferenceServerClient
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
+
+from orchestrator.triton.errors import (
+    BadInput,
+    InferenceTimeout,
+    ModelNotReady,
+    SharedMemoryLost,
+    TritonError,
+    TritonUnavailable,
+    translate,
+)
+from orchestrator.triton.model_contract import ACTION_OUTPUT, ModelContract, contract_from_config
+from orchestrator.triton.shm import Slot, SlotPool, shared_memory_available
+from orchestrator.triton.signature import ModelSignature, TensorSpec, check_inputs
+
+__all__ = [
+    "BadInput",
+    "InferenceTimeout",
+    "ModelNotReady",
+    "ModelSignature",
+    "ModelStatistics",
+    "TensorSpec",
+    "TritonClient",
+    "TritonError",
+    "TritonUnavailable",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelStatistics:
+    inference_count: int  # requests (batch elements) served
+    execution_count: int  # model runs: fewer than inferences when requests were batched
+    batch_sizes: Mapping[int, int]  # executed batch size -> number of executions
+
+    @property
+    def average_batch_size(self) -> float:
+        return self.inference_count / self.execution_count if self.execution_count else 0.0
+
+
+_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+_GRPC_MAX_MESSAGE = 2**31 - 1
+
+
+def _is_local(url: str) -> bool:
+    return (urlsplit("//" + url).hostname or "") in _LOCAL_HOSTS
+
+
+def _channel_args() -> list[tuple[str, Any]]:
+    keepalive = KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", _GRPC_MAX_MESSAGE),
+        ("grpc.max_receive_message_length", _GRPC_MAX_MESSAGE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        # Reconnect quickly after a restart: gRPC's default backoff grows to 2 min,
+        # and channels to one target otherwise share (and inherit) that backoff.
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 1000),
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
+
+
+class TritonClient:
+    """One gRPC connection to a Triton server, shared by all sessions of a process.
+
+    ``shared_memory``: ``True`` sends inputs and receives outputs through system
+    shared memory (Triton on the same host), ``False`` plain gRPC, ``"auto"``
+    shared memory when ``url`` is a loopback address (falling back to plain gRPC
+    if the server refuses to register the regions).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 1.0,
+        control_timeout_s: float = 10.0,
+        shared_memory: bool | Literal["auto"] = False,
+        shm_prefix: str | None = None,
+    ) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.control_timeout_s = control_timeout_s
+        if shared_memory == "auto":
+            shared_memory = _is_local(url) and shared_memory_available()
+        self._pool: SlotPool | None = SlotPool(shm_prefix) if shared_memory else None
+        self._client: InferenceServerClient | None = None
+        self._generation = 0  # bumped each time the channel is recreated
+        self._signatures: dict[tuple[str, str], ModelSignature] = {}
+        self._closed = False
+
+    @property
+    def uses_shared_memory(self) -> bool:
+        return self._pool is not None
+
+    # ---- connection --------------------------------------------------------
+    def _grpc(self) -> InferenceServerClient:
+        if self._closed:
+            raise TritonError("the Triton client is closed")
+        if self._client is None:
+            self._client = InferenceServerClient(self.url, channel_args=_channel_args())
+        return self._client
+
+    async def _reset(self, generation: int) -> None:
+        """Drop the channel after the server went away (once per failure wave)."""
+        if generation != self._generation or self._client is None:
+            return
+        old, self._client = self._client, None
+        self._generation += 1
+        self._signatures.clear()
+        if self._pool is not None:
+            self._pool.invalidate()
+        await asyncio.shield(old.close())
+
+    async def _call(self, what: str, method: str, *args: Any, timeout_s: float | None = None,
+                    **kwargs: Any) -> Any:
+        generation = self._generation
+        timeout = self.control_timeout_s if timeout_s is None else timeout_s
+        try:
+            fn = getattr(self._grpc(), method)
+            async with asyncio.timeout(timeout + 1.0):  # guard; gRPC's deadline comes first
+                return await fn(*args, client_timeout=timeout, **kwargs)
+        except InferenceServerException as exc:
+            error = translate(exc, what)
+        except TimeoutError:
+            error = InferenceTimeout(f"{what}: no answer within {timeout:.3g} s")
+        if isinstance(error, TritonUnavailable) and not isinstance(error, SharedMemoryLost):
+            await self._reset(generation)
+        raise error
+
+    # ---- health ------------------------------------------------------------
+    async def is_server_ready(self) -> bool:
+        try:
+            return bool(await self._call("server ready", "is_server_ready"))
+        except TritonError:
+            return False
+
+    async def is_model_ready(self, name: str, version: str = "") -> bool:
+        try:
+            return bool(await self._call(f"model {name!r} ready", "is_model_ready", name, version))
+        except TritonError:
+            return False
+
+    # ---- model config / contract -------------------------------------------
+    async def model_config(self, name: str, version: str = "") -> mc.ModelConfig:
+        response = await self._call(f"config of {name!r}", "get_model_config", name, version)
+        return response.config
+
+    async def contract(self, name: str, version: str = "") -> ModelContract:
+        """The model's contract (cameras, image sizes, joints, chunk size) from its config."""
+        config = await self.model_config(name, version)
+        return contract_from_config(config, version or None)
+
+    async def signature(self, name: str, version: str = "") -> ModelSignature:
+        key = (name, version)
+        if key not in self._signatures:
+            meta = await self._call(f"metadata of {name!r}", "get_model_metadata", name, version)
+
+            def specs(tensors: Any) -> dict[str, TensorSpec]:
+                return {
+                    t.name: TensorSpec(np.dtype(triton_to_np_dtype(t.datatype)), tuple(t.shape))
+                    for t in tensors
+                }
+
+            self._signatures[key] = ModelSignature(specs(meta.inputs), specs(meta.outputs))
+        return self._signatures[key]
+
+    # ---- model control -----------------------------------------------------
+    async def load_model(self, name: str) -> None:
+        """(Re)load a model; picks up new versions written to the server's repository."""
+        self._forget(name)
+        await self._call(f"load {name!r}", "load_model", name)
+
+    async def unload_model(self, name: str) -> None:
+        self._forget(name)
+        await self._call(f"unload {name!r}", "unload_model", name)
+
+    def _forget(self, name: str) -> None:
+        for key in [k for k in self._signatures if k[0] == name]:
+            del self._signatures[key]
+
+    async def statistics(self, name: str, version: str = "") -> ModelStatistics:
+        response = await self._call(
+            f"statistics of {name!r}", "get_inference_statistics", name, version
+        )
+        inferences = executions = 0
+        sizes: dict[int, int] = {}
+        for stats in response.model_stats:
+            inferences += stats.inference_count
+            executions += stats.execution_count
+            for batch in stats.batch_stats:
+                sizes[batch.batch_size] = sizes.get(batch.batch_size, 0) + batch.compute_infer.count
+        return ModelStatistics(inferences, executions, dict(sorted(sizes.items())))
+
+    # ---- inference ---------------------------------------------------------
+    async def infer(
+        self,
+        name: str,
+        inputs: Mapping[str, np.ndarray],
+        version: str = "",
+        timeout_s: float | None = None,
+        output: str = ACTION_OUTPUT,
+    ) -> np.ndarray:
+        """Run the model on a batch; returns ``output`` (e.g. ``action`` [B, chunk, dim])."""
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        signature = await self.signature(name, version)
+        arrays = check_inputs(name, signature, inputs)
+        if output not in signature.outputs:
+            raise BadInput(f"model {name!r} has no output {output!r}")
+        batch = next(iter(arrays.values())).shape[0] if arrays else 0
+        out_spec = signature.outputs[output]
+        out_shape = tuple(batch if d == -1 and i == 0 else d for i, d in enumerate(out_spec.shape))
+        if self._pool is not None and -1 not in out_shape:
+            return await self._infer_shm(name, version, arrays, output, out_spec, out_shape,
+                                         timeout)
+        infer_inputs = []
+        for key, array in arrays.items():
+            item = InferInput(key, list(array.shape), np_to_triton_dtype(array.dtype))
+            item.set_data_from_numpy(array)
+            infer_inputs.append(item)
+        result = await self._infer_call(name, version, infer_inputs,
+                                        [InferRequestedOutput(output)], timeout)
+        return result.as_numpy(output)
+
+    async def _infer_call(self, name: str, version: str, inputs: list[InferInput],
+                          outputs: list[InferRequestedOutput], timeout: float) -> Any:
+        try:
+            return await self._call(f"infer {name!r}", "infer", name, inputs,
+                                    model_version=version, outputs=outputs, timeout_s=timeout)
+        except (BadInput, ModelNotReady):
+            self._forget(name)  # the model may have changed under us
+            raise
+
+    async def _infer_shm(self, name: str, version: str, arrays: dict[str, np.ndarray],
+                         output: str, out_spec: TensorSpec, out_shape: tuple[int, ...],
+                         timeout: float) -> np.ndarray:
+        assert self._pool is not None
+        out_bytes = int(np.prod(out_shape)) * out_spec.dtype.itemsize
+        need = sum(a.nbytes + 64 for a in arrays.values()) + out_bytes
+        slot = self._pool.acquire(need)
+        try:
+            for attempt in (0, 1):
+                if not await self._register(slot):
+                    return await self._infer_plain_fallback(name, version, arrays, output, timeout)
+                out_offset = slot.write(arrays)
+                infer_inputs = []
+                for key, array in arrays.items():
+                    item = InferInput(key, list(array.shape), np_to_triton_dtype(array.dtype))
+                    item.set_shared_memory(slot.name, array.nbytes, slot.offsets[key])
+                    infer_inputs.append(item)
+                requested = InferRequestedOutput(output)
+                requested.set_shared_memory(slot.name, out_bytes, out_offset)
+                try:
+                    await self._infer_call(name, version, infer_inputs, [requested], timeout)
+                except SharedMemoryLost:
+                    # A restarted server forgot our regions without us seeing it go down.
+                    if attempt == 1:
+                        raise
+                    self._pool.invalidate()
+                    continue
+                return slot.read(out_offset, out_shape, out_spec.dtype)
+            raise AssertionError("unreachable")
+        finally:
+            self._pool.release(slot)
+
+    async def _register(self, slot: Slot) -> bool:
+        if slot.registered == self._generation:
+            return True
+        generation = self._generation
+        try:  # the name may be registered from before a lost connection
+            await self._call("unregister shm", "unregister_system_shared_memory", slot.name)
+            await self._call("register shm", "register_system_shared_memory", slot.name,
+                             slot.key, slot.size)
+        except (TritonUnavailable, InferenceTimeout):
+            raise
+        except TritonError as exc:
+            log.warning("Triton at %s refused shared memory (%s); using plain gRPC", self.url, exc)
+            return False
+        slot.registered = generation
+        return True
+
+    async def _infer_plain_fallback(self, name: str, version: str, arrays: dict[str, np.ndarray],
+                                    output: str, timeout: float) -> np.ndarray:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+        return await self.infer(name, arrays, version, timeout, output)
+
+    # ---- lifecycle ---------------------------------------------------------
+    async def close(self) -> None:
+        """Unregister and remove shared memory, close the channel (idempotent)."""
+        if self._closed:
+            return
+        if self._pool is not None and self._client is not None:
+            for slot in self._pool.slots:
+                if slot.registered == self._generation:
+                    try:
+                        await self._call("unregister shm", "unregister_system_shared_memory",
+                                         slot.name, timeout_s=2.0)
+                    except TritonError:
+                        break  # server gone: nothing left to unregister
+        if self._pool is not None:
+            self._pool.close()
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            await client.close()
+
+    async def __aenter__(self) -> TritonClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

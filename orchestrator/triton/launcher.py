@@ -1,0 +1,385 @@
+"""Run a real local Triton server from the ``nvidia-pytriton`` wheel.
+
+Machines without Docker or GPU (development, CI, a laptop) serve the exported
+model repository with the ``tritonserver`` binary that ships in the
+``nvidia-pytriton`` wheel, installed in its own environment (``.venv-triton``,
+numpy<2: the python backend stub breaks under numpy 2). The onnxruntime models
+are served by the python backend running ONNX Runtime (see
+:mod:`orchestrator.triton.local_repository`).
+
+Python API::
+
+    with LocalTriton("model_repository") as triton:
+        client = TritonClient(triton.grpc_url)
+
+CLI: ``local-triton --model-repository model_repository`` (SIGHUP re-syncs the
+derived repository and reloads its models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from orchestrator.triton.local_repository import DerivedModel, copy_if_changed, sync_repository
+from orchestrator.triton.triton_env import (
+    DEFAULT_ENV,
+    ENV_VAR,
+    LauncherError,
+    TritonEnv,
+    find_triton_env,
+)
+
+__all__ = [
+    "DEFAULT_ENV",
+    "ENV_VAR",
+    "LauncherError",
+    "LocalTriton",
+    "TritonEnv",
+    "find_triton_env",
+    "main",
+]
+
+log = logging.getLogger(__name__)
+
+SHM_DIR = Path("/dev/shm")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalTriton:
+    """One ``tritonserver`` process serving a derived copy of a model repository.
+
+    Ports are picked once (free ports unless given) and kept across restarts, so
+    clients reconnect to the same address. ``work_dir`` holds the derived
+    repository, the backend folder and the server log; a temporary one is
+    removed by :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        model_repository: str | os.PathLike[str],
+        *,
+        work_dir: str | os.PathLike[str] | None = None,
+        triton_env: str | os.PathLike[str] | TritonEnv | None = None,
+        models: Sequence[str] | None = None,
+        http_port: int | None = None,
+        grpc_port: int | None = None,
+        metrics_port: int | None = None,
+        ort_threads: int = 1,
+        log_verbose: int = 0,
+        python_shm_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        self.source = Path(model_repository).absolute()
+        self.env = triton_env if isinstance(triton_env, TritonEnv) else find_triton_env(triton_env)
+        self._temp_dir = None if work_dir else tempfile.mkdtemp(prefix="local-triton-")
+        self.work_dir = Path(work_dir or self._temp_dir or ".").absolute()
+        self.repository = self.work_dir / "models"
+        self.backend_dir = self.work_dir / "backends"
+        self.log_path = self.work_dir / "tritonserver.log"
+        self.only_models = list(models) if models is not None else None
+        self.http_port = http_port or free_port()
+        self.grpc_port = grpc_port or free_port()
+        self.metrics_port = metrics_port or free_port()
+        self.ort_threads = ort_threads
+        self.log_verbose = log_verbose
+        self.python_shm_bytes = python_shm_bytes
+        # Our python backend's shared-memory regions carry this prefix so that a
+        # killed server's leftovers can be found and removed.
+        self.shm_prefix = f"local_triton_{os.getpid()}_{uuid.uuid4().hex[:8]}_"
+        self.models: list[DerivedModel] = []
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    # ---- addresses -------------------------------------------------------
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    # ---- repository ------------------------------------------------------
+    def sync(self) -> list[DerivedModel]:
+        """Re-derive the repository from the source (after a new export).
+
+        Safe while the server runs: only changed files are replaced (by rename).
+        Load the models again (:meth:`load` or the client) to pick up new versions.
+        """
+        self.models = sync_repository(self.source, self.repository)
+        return self.models
+
+    def _prepare_backend(self) -> None:
+        dst = self.backend_dir / "python"
+        for name in ("libtriton_python.so", "triton_python_backend_utils.py"):
+            copy_if_changed(self.env.python_backend / name, dst / name)
+        copy_if_changed(self.env.stub, dst / "triton_python_backend_stub")
+
+    def _model_names(self) -> list[str]:
+        names = [m.name for m in self.models]
+        if self.only_models is None:
+            return names
+        unknown = sorted(set(self.only_models) - set(names))
+        if unknown:
+            raise LauncherError(f"models {unknown} are not in {self.source} (have {names})")
+        return list(self.only_models)
+
+    # ---- process ---------------------------------------------------------
+    def command(self) -> list[str]:
+        cmd = [
+            str(self.env.server),
+            f"--model-repository={self.repository}",
+            f"--backend-directory={self.backend_dir}",
+            "--model-control-mode=explicit",
+            "--disable-auto-complete-config",
+            "--strict-readiness=true",
+            "--exit-on-error=true",
+            "--http-address=127.0.0.1",
+            f"--http-port={self.http_port}",
+            "--grpc-address=127.0.0.1",
+            f"--grpc-port={self.grpc_port}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            "--allow-cpu-metrics=false",
+            "--metrics-address=127.0.0.1",
+            f"--metrics-port={self.metrics_port}",
+            f"--backend-config=python,shm-region-prefix-name={self.shm_prefix}",
+            f"--backend-config=python,shm-default-byte-size={self.python_shm_bytes}",
+            f"--backend-config=python,shm-growth-byte-size={self.python_shm_bytes}",
+            f"--log-verbose={self.log_verbose}",
+        ]
+        cmd += [f"--load-model={name}" for name in self._model_names()]
+        return cmd
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        libs = [str(self.env.libs), str(self.env.python_libdir)]
+        if env.get("LD_LIBRARY_PATH"):
+            libs.append(env["LD_LIBRARY_PATH"])
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(libs)
+        # The stub finds numpy/onnxruntime through the first `python3` on PATH.
+        env["PATH"] = os.pathsep.join([str(self.env.bin_dir), env.get("PATH", "")])
+        env["VIRTUAL_ENV"] = str(self.env.root)
+        env.pop("PYTHONPATH", None)
+        env.pop("PYTHONHOME", None)
+        env["LOCAL_TRITON_ORT_THREADS"] = str(self.ort_threads)
+        return env
+
+    def start(self, timeout_s: float = 60.0) -> LocalTriton:
+        """Derive the repository, start the server and wait until it and its models are ready."""
+        if self.is_running():
+            return self
+        self.sync()
+        self._prepare_backend()
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_file = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
+        try:
+            self._proc = subprocess.Popen(
+                self.command(),
+                env=self.environment(),
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self.work_dir,
+                start_new_session=True,  # its own process group: stubs go down with it
+            )
+        finally:
+            log_file.close()
+        log.info("tritonserver pid %d: grpc %s http %s", self._proc.pid, self.grpc_url,
+                 self.http_url)
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        names = self._model_names()
+        while True:
+            assert self._proc is not None
+            code = self._proc.poll()
+            if code is not None:
+                raise LauncherError(
+                    f"tritonserver exited with code {code} during start-up; log tail:\n"
+                    + self.log_tail()
+                )
+            if self._http_ok("/v2/health/ready") and all(
+                self._http_ok(f"/v2/models/{n}/ready") for n in names
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise LauncherError(
+                    f"tritonserver not ready after {timeout_s:.0f} s; log tail:\n"
+                    + self.log_tail()
+                )
+            time.sleep(0.05)
+
+    def _http_ok(self, path: str, method: str = "GET", timeout_s: float = 2.0) -> bool:
+        request = urllib.request.Request(self.http_url + path, method=method)
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def load(self, names: Sequence[str] | None = None, timeout_s: float = 60.0) -> None:
+        """Re-sync the repository and (re)load models through the model-control API."""
+        self.sync()
+        for name in names or self._model_names():
+            if not self._http_ok(f"/v2/repository/models/{name}/load", "POST", timeout_s):
+                raise LauncherError(f"loading model {name!r} failed; log tail:\n{self.log_tail()}")
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after ``timeout_s``; then reap stubs and shared memory."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                log.warning("tritonserver %d ignored SIGTERM for %.0f s; killing", proc.pid,
+                            timeout_s)
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self._reap(proc.pid)
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash, for tests): no graceful shutdown at all."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self.stop()
+
+    def _reap(self, pgid: int) -> None:
+        # Stubs live in the server's process group; after a crash they may outlive it.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        for path in SHM_DIR.glob(self.shm_prefix + "*"):
+            path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        self.stop()
+        if self._temp_dir:
+            import shutil
+
+            shutil.rmtree(self._temp_dir, ignore_errors=True)
+            self._temp_dir = None
+
+    def __enter__(self) -> LocalTriton:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _say(message: str, error: bool = False) -> None:
+    print(message, file=sys.stderr if error else sys.stdout, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="local-triton",
+        description="Serve an exported model repository with a local tritonserver "
+        "(python backend + ONNX Runtime). SIGHUP re-syncs and reloads the models.",
+    )
+    parser.add_argument("--model-repository", default="model_repository")
+    parser.add_argument("--work-dir", default=None, help="default: a temporary folder")
+    parser.add_argument("--triton-env", default=None, help=f"default: ${ENV_VAR} or .venv-triton")
+    parser.add_argument("--model", action="append", dest="models", help="load only these")
+    parser.add_argument("--grpc-port", type=int, default=8001)
+    parser.add_argument("--http-port", type=int, default=8000)
+    parser.add_argument("--metrics-port", type=int, default=8002)
+    parser.add_argument("--ort-threads", type=int, default=1)
+    parser.add_argument("--timeout", type=float, default=60.0)
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    try:
+        triton = LocalTriton(
+            args.model_repository,
+            work_dir=args.work_dir,
+            triton_env=args.triton_env,
+            models=args.models,
+            grpc_port=args.grpc_port,
+            http_port=args.http_port,
+            metrics_port=args.metrics_port,
+            ort_threads=args.ort_threads,
+        )
+    except (LauncherError, ValueError) as exc:
+        _say(f"local-triton: {exc}", error=True)
+        return 2
+    stop = threading.Event()
+    reload = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, lambda *_: reload.set())
+    try:
+        triton.start(args.timeout)
+        models = ", ".join(triton._model_names()) or "(none)"
+        _say(f"tritonserver ready: grpc {triton.grpc_url}  http {triton.http_url}  "
+             f"metrics {triton.metrics_url}  models {models}  log {triton.log_path}")
+        while not stop.wait(0.5):
+            if reload.is_set():
+                reload.clear()
+                triton.load()
+                _say("re-synced and reloaded the models")
+            if not triton.is_running():
+                _say(f"tritonserver died; log tail:\n{triton.log_tail()}", error=True)
+                return 1
+    except (LauncherError, ValueError) as exc:
+        _say(f"local-triton: {exc}", error=True)
+        return 1
+    finally:
+        triton.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""The Triton client against a real local tritonserver over gRPC on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from orchestrator.triton.client import (
+    BadInput,
+    InferenceTimeout,
+    ModelNotReady,
+    TritonClient,
+)
+from orchestrator.triton.launcher import LocalTriton
+from orchestrator.triton.model_contract import ACTION_OUTPUT, STATE_INPUT, ModelContract
+from orchestrator.triton.shm import SHM_DIR
+from tests.support.triton import random_observation
+from tests.triton.conftest import MAIN, SPARE
+
+
+def reference(source_repo: Path, name: str, obs: dict[str, np.ndarray]) -> np.ndarray:
+    session = ort.InferenceSession(str(source_repo / name / "1" / "model.onnx"))
+    return np.asarray(session.run([ACTION_OUTPUT], obs)[0])
+
+
+async def test_readiness_and_contract_come_from_triton(
+    client: TritonClient, contract: ModelContract
+) -> None:
+    assert await client.is_server_ready()
+    assert await client.is_model_ready(MAIN)
+    assert not await client.is_model_ready("no_such_model")
+    got = await client.contract(MAIN)
+    assert got.cameras == ("front", "wrist")
+    assert got.image_sizes == contract.image_sizes
+    assert got.state_names == contract.state_names
+    assert got.action_names == contract.action_names
+    assert got.chunk_size == contract.chunk_size
+    assert got.is_demo
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+async def test_results_equal_onnxruntime_in_process(
+    client: TritonClient, contract: ModelContract, source_repo: Path, batch: int
+) -> None:
+    obs = random_observation(contract, batch, seed=batch)
+    action = await client.infer(MAIN, obs)
+    assert action.shape == (batch, contract.chunk_size, contract.action_dim)
+    assert action.dtype == np.float32
+    np.testing.assert_allclose(action, reference(source_repo, MAIN, obs), rtol=1e-5, atol=1e-5)
+
+
+async def test_shared_memory_and_plain_grpc_agree(
+    client: TritonClient, shm_client: TritonClient, contract: ModelContract, source_repo: Path
+) -> None:
+    assert shm_client.uses_shared_memory and not client.uses_shared_memory
+    for batch in (1, 3, 32):
+        obs = random_observation(contract, batch, seed=100 + batch)
+        plain, shm = await asyncio.gather(client.infer(MAIN, obs), shm_client.infer(MAIN, obs))
+        np.testing.assert_array_equal(plain, shm)
+        np.testing.assert_allclose(shm, reference(source_repo, MAIN, obs), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shared_memory", [False, True])
+async def test_concurrent_requests_are_batched(
+    triton: LocalTriton, contract: ModelContract, source_repo: Path, shared_memory: bool
+) -> None:
+    async with TritonClient(triton.grpc_url, timeout_s=30.0, shared_memory=shared_memory) as c:
+        before = await c.statistics(MAIN)
+        observations = [random_observation(contract, 1, seed=i) for i in range(32)]
+        actions = await asyncio.gather(*(c.infer(MAIN, obs) for obs in observations))
+        after = await c.statistics(MAIN)
+    inferences = after.inference_count - before.inference_count
+    executions = after.execution_count - before.execution_count
+    assert inferences == 32
+    assert executions < inferences  # the dynamic batcher merged requests
+    assert max(after.batch_sizes) > 1
+    assert sum(size * n for size, n in after.batch_sizes.items()) == after.inference_count
+    for obs, action in zip(observations, actions, strict=True):  # each got its own answer back
+        np.testing.assert_allclose(action, reference(source_repo, MAIN, obs), rtol=1e-5, atol=1e-5)
+
+
+async def test_bad_inputs_are_rejected_before_sending(
+    client: TritonClient, contract: ModelContract
+) -> None:
+    before = await client.statistics(MAIN)
+    obs = random_observation(contract, 2, seed=0)
+    state = obs[STATE_INPUT]
+    bad_inputs = [
+        {**obs, STATE_INPUT: state[:, :3]},  # wrong width
+        {**obs, STATE_INPUT: state.astype(np.float64)},  # wrong dtype
+        {**obs, STATE_INPUT: state[:1]},  # batch sizes disagree
+        {k: v for k, v in obs.items() if k != STATE_INPUT},  # missing input
+        {**obs, "observation.images.top": obs["observation.images.front"]},  # unknown input
+    ]
+    for inputs in bad_inputs:
+        with pytest.raises(BadInput):
+            await client.infer(MAIN, inputs)
+    with pytest.raises(BadInput):
+        await client.infer(MAIN, obs, output="no_such_output")
+    assert (await client.statistics(MAIN)).inference_count == before.inference_count
+
+
+async def test_server_side_rejection_is_bad_input(
+    client: TritonClient, contract: ModelContract
+) -> None:
+    too_big = random_observation(contract, 33, seed=0)  # max_batch_size is 32
+    with pytest.raises(BadInput, match="batch"):
+        await client.infer(MAIN, too_big)
+    assert (await client.infer(MAIN, random_observation(contract, 1))).shape[0] == 1
+
+
+async def test_unknown_model_is_model_not_ready(
+    client: TritonClient, contract: ModelContract
+) -> None:
+    with pytest.raises(ModelNotReady):
+        await client.infer("no_such_model", random_observation(contract))
+    with pytest.raises(ModelNotReady):
+        await client.contract("no_such_model")
+
+
+async def test_deadline_gives_inference_timeout(
+    client: TritonClient, contract: ModelContract
+) -> None:
+    obs = random_observation(contract, 32, seed=3)
+    await client.signature(MAIN)  # only the inference itself must run out of time
+    with pytest.raises(InferenceTimeout):
+        await client.infer(MAIN, obs, timeout_s=1e-6)
+    assert (await client.infer(MAIN, obs)).shape[0] == 32
+
+
+async def test_unload_then_load(client: TritonClient) -> None:
+    obs = random_observation(await client.contract(SPARE), 1, seed=5)
+    await client.infer(SPARE, obs)
+    await client.unload_model(SPARE)
+    try:
+        assert not await client.is_model_ready(SPARE)
+        with pytest.raises(ModelNotReady):
+            await client.infer(SPARE, obs)
+    finally:
+        await client.load_model(SPARE)
+    assert await client.is_model_ready(SPARE)
+    assert (await client.infer(SPARE, obs)).shape == (1, 10, 6)
+
+
+async def test_shared_memory_is_released_on_close(
+    triton: LocalTriton, contract: ModelContract
+) -> None:
+    prefix = f"t_release_{uuid.uuid4().hex[:8]}"
+    c = TritonClient(triton.grpc_url, shared_memory=True, shm_prefix=prefix)
+    await c.infer(MAIN, random_observation(contract, 4))
+    await c.infer(MAIN, random_observation(contract, 1))
+    assert list(SHM_DIR.glob(prefix + "*"))
+    control = TritonClient(triton.grpc_url)
+    status = await control._call("status", "get_system_shared_memory_status")
+    assert any(name.startswith(prefix) for name in status.regions)
+    await c.close()
+    status = await control._call("status", "get_system_shared_memory_status")
+    await control.close()
+    assert not any(name.startswith(prefix) for name in status.regions)
+    assert not list(SHM_DIR.glob(prefix + "*"))
