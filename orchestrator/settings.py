@@ -65,6 +65,12 @@ class Settings(BaseSettings):
 
     # Local stack only (`make run`): what to start beside the API.
     arena_port: int = Field(default=8000, description="Port of the local room server.")
+    local_triton_port_base: int = Field(
+        default=8100, description="Local Triton's HTTP port; gRPC is +1, metrics +2."
+    )
+    local_triton_dir: Path = Field(
+        default=Path("build/local-triton"), description="Local Triton's derived repository, log."
+    )
     start_arena: bool = Field(default=True, description="Start the local room server.")
     demo: bool = Field(
         default=False, description="Also start a simulated robot and a session, show live figures."

@@ -117,6 +117,9 @@ class ControlLoop:
         self._lateness: deque[float] = deque(maxlen=500)
         self._batch_sizes: deque[int] = deque(maxlen=200)
         self._chunk_obs: Observation | None = None  # the observation behind the plan's head
+        # The last chunks merged, with the observation each came from: for debug and for
+        # checking published commands against the model's output.
+        self.recent_chunks: deque[tuple[Observation, np.ndarray]] = deque(maxlen=32)
         self._warn = RateLimitedLogger(log, interval_s=10.0)
         self._last_decision: TickDecision | None = None
 
@@ -269,6 +272,7 @@ class ControlLoop:
             return
         if merged is not None:
             self._chunk_obs = observation
+            self.recent_chunks.append((observation, np.array(output[0])))
         if self._problem is not None:
             log.info("session %s: inference recovered (%s)", self.session_id, self._problem)
         self._problem = None

@@ -1,0 +1,175 @@
+"""``python -m orchestrator.stack`` (``make run``): the whole stack on this machine.
+
+Exports a demo model when the repository is empty, starts the local Triton server
+(python backend + ONNX Runtime, from ``.venv-triton``), the local Arena room server and
+the orchestrator API; ``--demo true`` also drives a simulated robot through a session and
+shows live figures. Ctrl-C stops everything; no process is left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Generator
+from pathlib import Path
+
+import httpx
+import uvicorn
+
+from orchestrator.api.app import create_app
+from orchestrator.settings import Settings, settings_from_cli
+from orchestrator.triton.launcher import LocalTriton
+from orchestrator.triton.model_contract import parse_config
+
+log = logging.getLogger("orchestrator.stack")
+DEMO_MODEL = "act_demo"
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the stack owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def repository_models(repository: Path) -> list[str]:
+    if not repository.is_dir():
+        return []
+    return sorted(p.name for p in repository.iterdir() if (p / "config.pbtxt").is_file())
+
+
+def ensure_model(repository: Path) -> list[str]:
+    """Export the demo model (random weights, labelled demo) when the repository is empty.
+    Runs the exporter in a child process: the orchestrator itself never imports torch."""
+    models = repository_models(repository)
+    if models:
+        return models
+    log.warning("model repository %s is empty: exporting a DEMO model %r with random weights "
+                "(not a trained policy)", repository, DEMO_MODEL)
+    subprocess.run(
+        [sys.executable, "-m", "export.demo", "--repository", str(repository), "--name",
+         DEMO_MODEL],
+        check=True,
+    )
+    return repository_models(repository)
+
+
+async def _wait_http(url: str, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url)).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{what} did not become ready at {url} within {timeout_s:.0f} s")
+
+
+@contextlib.asynccontextmanager
+async def local_triton(settings: Settings) -> AsyncIterator[str]:
+    if settings.triton_url:
+        log.info("using the Triton server at %s", settings.triton_url)
+        yield settings.triton_url
+        return
+    base = settings.local_triton_port_base
+    settings.local_triton_dir.mkdir(parents=True, exist_ok=True)
+    server = LocalTriton(settings.model_repository, work_dir=settings.local_triton_dir,
+                         http_port=base, grpc_port=base + 1, metrics_port=base + 2)
+    await asyncio.to_thread(server.start)
+    log.info("local Triton ready: gRPC %s, HTTP %s, metrics %s (log %s)",
+             server.grpc_url, server.http_url, server.metrics_url, server.log_path)
+    try:
+        yield server.grpc_url
+    finally:
+        await asyncio.to_thread(server.close)
+
+
+@contextlib.asynccontextmanager
+async def local_arena(settings: Settings) -> AsyncIterator[None]:
+    if not settings.start_arena:
+        yield
+        return
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arena_server", "--host", "127.0.0.1", "--port",
+         str(settings.arena_port)],
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        await _wait_http(f"http://127.0.0.1:{settings.arena_port}/health", 30, "room server")
+        log.info("local room server ready on http://127.0.0.1:%d", settings.arena_port)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, 10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            await asyncio.to_thread(proc.wait)
+
+
+def banner(settings: Settings, models: list[str]) -> str:
+    api = f"http://{settings.host}:{settings.port}"
+    model = models[0] if models else "NAME"
+    cameras = '["front"]'
+    config = settings.model_repository / model / "config.pbtxt"
+    if config.is_file():
+        with contextlib.suppress(Exception):
+            params = parse_config(config.read_text()).parameters
+            cameras = params["cameras"].string_value
+    key = ' -H "X-API-Key: $ORCHESTRATOR_API_KEY"' if settings.api_key else ""
+    return (
+        f"\nOrchestrator API: {api}   docs: {api}/docs   metrics: {api}/metrics\n"
+        f"Models: {', '.join(models)}\nCreate a session:\n"
+        f"  curl -s -X POST {api}/sessions -H 'Content-Type: application/json'{key} \\\n"
+        f"    -d '{{\"session_id\": \"robot1\", \"policy_path\": \"{model}\", "
+        f"\"camera_names\": {cameras}, \"arena_server_url\": "
+        f"\"http://127.0.0.1:{settings.arena_port}\"}}'\n"
+        f"  curl -s -X POST {api}/sessions/robot1/start{' ' + key.strip() if key else ''}\n"
+    )
+
+
+async def run_stack(settings: Settings, stop: asyncio.Event) -> None:
+    models = await asyncio.to_thread(ensure_model, settings.model_repository)
+    async with local_triton(settings) as triton_url, local_arena(settings):
+        app_settings = settings.model_copy(update={"triton_url": triton_url})
+        server = _Server(uvicorn.Config(create_app(app_settings), host=settings.host,
+                                        port=settings.port, log_level="warning"))
+        serving = asyncio.create_task(server.serve(), name="api")
+        try:
+            await _wait_http(f"http://{settings.host}:{settings.port}/health", 30, "API")
+            print(banner(settings, models), flush=True)  # noqa: T201 - the CLI's output
+            if settings.demo:
+                from orchestrator.demo import run_demo
+
+                await run_demo(settings, models[0], stop)
+            else:
+                await stop.wait()
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(serving, 15)
+    log.info("stack stopped")
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = settings_from_cli(argv if argv is not None else sys.argv[1:], "stack")
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_stack(settings, stop)
+
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()
