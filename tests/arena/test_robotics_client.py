@@ -1,0 +1,230 @@
+"""RoboticsConsumer / RoboticsProducer against the room server over loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from websockets.asyncio.server import ServerConnection, serve
+
+from orchestrator.arena.rest import ArenaRest, ArenaUnavailable, JoinRefused
+from orchestrator.arena.robotics import RoboticsConsumer, RoboticsProducer
+from tests.support.arena import ArenaServerThread, free_port
+
+from .conftest import eventually
+
+
+async def test_joint_round_trip_and_partial_updates_merged(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str
+) -> None:
+    await rest.create_robotics_room(workspace, "r")
+    consumer = RoboticsConsumer(arena.base_url, workspace, "r", "r-consumer")
+    producer = RoboticsProducer(arena.base_url, workspace, "r", "r-producer")
+    await consumer.start()
+    await producer.start()
+    try:
+        assert consumer.joints == {} and consumer.last_reading_at is None
+        assert consumer.stats.readings == 0  # the empty state_sync on join is not a reading
+
+        assert await producer.send_joints({"a": 1.0, "b": 2.0, "c": 3.0})
+        await eventually(lambda: consumer.joints == {"a": 1.0, "b": 2.0, "c": 3.0}, "first")
+        first_at = consumer.last_reading_at
+        assert first_at is not None
+
+        # Only b changes: the server forwards [b] alone; the consumer keeps a and c.
+        assert await producer.send_joints({"a": 1.0, "b": -7.5, "c": 3.0})
+        await eventually(lambda: consumer.joints["b"] == -7.5, "partial update")
+        assert consumer.joints == {"a": 1.0, "b": -7.5, "c": 3.0}
+        assert consumer.last_reading_at is not None and consumer.last_reading_at >= first_at
+        assert consumer.stats.readings == 2 and consumer.stats.malformed == 0
+        assert producer.stats.sent == 2
+
+        # A REST command merges the same way.
+        await rest.send_command(workspace, "r", {"c": 9.0})
+        await eventually(lambda: consumer.joints["c"] == 9.0, "api command")
+        assert consumer.joints == {"a": 1.0, "b": -7.5, "c": 9.0}
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    assert not consumer.connected and not producer.connected
+
+
+async def test_late_consumer_takes_non_empty_state_sync_as_reading(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str
+) -> None:
+    await rest.create_robotics_room(workspace, "r")
+    async with RoboticsProducer(arena.base_url, workspace, "r") as producer:
+        assert isinstance(producer, RoboticsProducer)
+        await producer.send_joints({"x": 4.0})
+        async with asyncio.timeout(10):
+            while (await rest.get_robotics_state(workspace, "r"))["joints"] != {"x": 4.0}:
+                await asyncio.sleep(0.01)
+        async with RoboticsConsumer(arena.base_url, workspace, "r") as consumer:
+            assert isinstance(consumer, RoboticsConsumer)
+            await eventually(lambda: consumer.stats.readings == 1, "state_sync reading")
+            assert consumer.joints == {"x": 4.0} and consumer.last_reading_at is not None
+
+
+async def test_emergency_stop_is_surfaced_to_both_ends(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str
+) -> None:
+    await rest.create_robotics_room(workspace, "r")
+    seen: list[tuple[str, str]] = []
+    consumer = RoboticsConsumer(arena.base_url, workspace, "r",
+                                on_emergency_stop=lambda why: seen.append(("consumer", why)))
+    producer = RoboticsProducer(arena.base_url, workspace, "r",
+                                on_emergency_stop=lambda why: seen.append(("producer", why)))
+    await consumer.start()
+    await producer.start()
+    try:
+        assert await producer.emergency_stop("operator pressed stop")
+        await eventually(lambda: len(seen) == 2, "both callbacks")
+        assert sorted(seen) == [("consumer", "operator pressed stop"),
+                                ("producer", "operator pressed stop")]
+        assert consumer.stats.emergency_stops == 1 == producer.stats.emergency_stops
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+async def test_refused_join_and_unreachable_server_raise_typed_errors(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str
+) -> None:
+    with pytest.raises(JoinRefused, match="Cannot join room"):
+        await RoboticsConsumer(arena.base_url, workspace, "missing").start()
+    await rest.create_robotics_room(workspace, "r")
+    async with RoboticsProducer(arena.base_url, workspace, "r"):
+        with pytest.raises(JoinRefused):
+            await RoboticsProducer(arena.base_url, workspace, "r").start()
+    with pytest.raises(ArenaUnavailable):
+        await RoboticsConsumer(f"http://127.0.0.1:{free_port()}", workspace, "r").start()
+
+
+async def test_owner_recreates_a_missing_room_when_asked(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str
+) -> None:
+    await rest.create_robotics_room(workspace, "r")
+    consumer = RoboticsConsumer(arena.base_url, workspace, "r", recreate_room=True,
+                                reconnect_min_s=0.05)
+    await consumer.start()
+    try:
+        await rest.delete_robotics_room(workspace, "r")
+        # A deleted room keeps our socket open; a lost connection must re-create and re-join.
+        assert consumer._ws is not None
+        await consumer._ws.close()
+        await eventually(lambda: consumer.stats.reconnects == 1, "re-joined")
+        room = await rest.get_robotics_room(workspace, "r")
+        assert room["participants"]["consumers"] == [consumer.participant_id]
+    finally:
+        await consumer.stop()
+
+
+async def test_heartbeats_are_sent_and_acknowledged(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str
+) -> None:
+    await rest.create_robotics_room(workspace, "r")
+    async with RoboticsProducer(arena.base_url, workspace, "r",
+                                heartbeat_interval_s=0.05) as producer:
+        await eventually(lambda: producer.stats.heartbeats_sent >= 3, "heartbeats")
+        await eventually(lambda: producer.stats.messages >= 3, "acks")
+        assert producer.connected and producer.stats.reconnects == 0
+
+
+async def test_send_joints_rejects_bad_input_and_reports_disconnection(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str
+) -> None:
+    await rest.create_robotics_room(workspace, "r")
+    producer = RoboticsProducer(arena.base_url, workspace, "r")
+    assert await producer.send_joints({"a": 1.0}) is False  # not started: not sent
+    assert producer.stats.send_dropped == 1
+    await producer.start()
+    try:
+        for bad in ({"a": float("nan")}, {"a": "1"}, {"": 1.0}, {"a": True}, {}):
+            with pytest.raises(ValueError):
+                await producer.send_joints(bad)  # type: ignore[arg-type]
+        assert producer.stats.sent == 0
+    finally:
+        await producer.stop()
+
+
+# -- a hostile server: real socket, junk messages (our room server never sends junk) -------
+Handler = Callable[[ServerConnection], Awaitable[None]]
+
+
+@pytest.fixture
+async def fake_server() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    servers = []
+
+    async def start(handler: Handler) -> str:
+        server = await serve(handler, "127.0.0.1", 0)
+        servers.append(server)
+        port = next(iter(server.sockets)).getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_malformed_messages_are_dropped_and_counted(
+    fake_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()  # join frame
+        await ws.send(json.dumps({"type": "state_sync", "data": {}}))
+        await ws.send(json.dumps({"type": "joined", "room_id": "r", "role": "consumer"}))
+        junks: list[str | bytes] = [
+            "{oops", "[1, 2]", b"\x00binary", json.dumps({"no": "type"}),
+            json.dumps({"type": "joint_update", "data": {"a": 1.0}}),  # the seed's dict shape
+            json.dumps({"type": "joint_update", "data": [{"name": "a", "value": "1"}]}),
+            json.dumps({"type": "state_sync", "data": {"a": None}}),
+        ]
+        for junk in junks:
+            await ws.send(junk)
+        await ws.send(json.dumps({"type": "mystery"}))
+        await ws.send(json.dumps({"type": "joint_update", "data": [
+            {"name": "a", "value": 1.5, "extra": True}]}))
+        await ws.wait_closed()
+
+    url = await fake_server(handler)
+    consumer = RoboticsConsumer(url, "w", "r")
+    await consumer.start()
+    try:
+        await eventually(lambda: consumer.joints == {"a": 1.5}, "good message after junk")
+        assert consumer.stats.malformed == 7
+        assert consumer.stats.ignored == 1
+        assert consumer.stats.readings == 1
+    finally:
+        await consumer.stop()
+
+
+async def test_join_times_out_when_server_never_answers(
+    fake_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    async def silent(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    url = await fake_server(silent)
+    consumer = RoboticsConsumer(url, "w", "r", join_timeout_s=0.2)
+    with pytest.raises(ArenaUnavailable, match="join"):
+        await consumer.start()
+    assert consumer.stats.connect_failures == 1 and not consumer.connected
+
+
+async def test_stop_cancels_and_awaits_the_background_task(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str
+) -> None:
+    await rest.create_robotics_room(workspace, "r")
+    consumer = RoboticsConsumer(arena.base_url, workspace, "r")
+    await consumer.start()
+    task = consumer._task
+    assert task is not None and not task.done()
+    await consumer.stop()
+    assert task.done() and consumer._task is None
+    await consumer.start()  # restartable
+    await consumer.stop()
+    names = {t.get_name() for t in asyncio.all_tasks()}
+    assert not any(n.startswith("arena-consumer") for n in names)
