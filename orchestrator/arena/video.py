@@ -1,0 +1,256 @@
+"""Video consumer: one camera's room, received over WebRTC, kept as the latest RGB frame.
+
+The producer always offers (one peer connection per consumer). We add a receive-only video
+transceiver, answer from `pc.localDescription` after ICE gathering (so the answer carries our
+candidates: stock Python producers put no candidates in their offers and never trickle) and
+also accept trickled candidates (browsers). Frames are never queued for the caller: a reader
+task overwrites a single slot, `latest()` returns it.
+
+Recovery: the producer leaving closes its peer connection and we wait for its next offer (a
+producer offers to the consumers present when it joins); a failed connection, a track that
+ends, or a connection that does not come up in time makes us re-join the room (the producer
+offers to every consumer that joins); a dropped socket is reopened with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCIceCandidate,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+
+from orchestrator.arena.messages import (
+    ErrorMessage,
+    ParticipantEvent,
+    VideoMessage,
+    WebRTCIce,
+    WebRTCOffer,
+)
+from orchestrator.arena.webrtc import (
+    END_OF_CANDIDATES,
+    EndOfCandidates,
+    Role,
+    RoomStats,
+    VideoRoomClient,
+    add_candidate,
+    close_pc,
+    parse_candidate,
+    rtc_configuration,
+)
+
+logger = logging.getLogger(__name__)
+
+_MAX_EARLY_CANDIDATES = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    rgb: np.ndarray  # H x W x 3 uint8
+    arrived_at: float  # time.monotonic() when the decoded frame reached us
+    seq: int  # 1, 2, ... over the consumer's lifetime
+
+
+@dataclass
+class VideoStats(RoomStats):
+    frames: int = 0
+    connected: bool = False  # a peer connection to a producer is up
+    offers: int = 0
+    remote_candidates: int = 0  # trickled candidates received
+    peer_failures: int = 0
+
+
+@dataclass(eq=False)
+class _Peer:
+    producer_id: str
+    pc: RTCPeerConnection
+    remote_set: bool = False
+    pending: list[RTCIceCandidate | EndOfCandidates] = field(default_factory=list)
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class VideoConsumer(VideoRoomClient):
+    """`await start()`, then `latest()` any time; `await stop()` cleans everything up."""
+
+    role: Role = "consumer"
+
+    def __init__(
+        self,
+        base_url: str,
+        workspace: str,
+        room_id: str,
+        participant_id: str,
+        *,
+        timeout_s: float = 5.0,
+        connect_timeout_s: float = 15.0,
+        backoff_initial_s: float = 0.2,
+        backoff_max_s: float = 5.0,
+        ice_servers: Sequence[RTCIceServer] = (),
+    ) -> None:
+        self.stats = VideoStats()
+        super().__init__(
+            base_url, workspace, room_id, participant_id, timeout_s=timeout_s,
+            backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
+            ice_servers=ice_servers, stats=self.stats,
+        )
+        self.connect_timeout_s = connect_timeout_s
+        self._latest: Frame | None = None
+        self._seq = 0
+        self._peers: dict[str, _Peer] = {}
+        self._early: dict[str, list[RTCIceCandidate | EndOfCandidates]] = {}
+
+    def latest(self) -> Frame | None:
+        """The newest decoded frame (None until the first one)."""
+        return self._latest
+
+    # -- messages ---------------------------------------------------------------------------
+
+    async def _handle(self, msg: VideoMessage) -> bool:
+        if isinstance(msg, WebRTCOffer):
+            if msg.offer.type != "offer" or not msg.from_producer:
+                return False
+            await self._on_offer(msg.from_producer, msg.offer.sdp)
+        elif isinstance(msg, WebRTCIce):
+            if not msg.from_producer:
+                return False
+            # A null candidate is how a browser says end-of-candidates.
+            candidate = (
+                END_OF_CANDIDATES if msg.candidate is None
+                else parse_candidate(msg.candidate.model_dump())
+            )
+            if candidate is None:
+                return False
+            await self._on_candidate(msg.from_producer, candidate)
+        elif isinstance(msg, ParticipantEvent):
+            if msg.type == "participant_left":
+                await self._on_left(msg.participant_id)
+        elif isinstance(msg, ErrorMessage):
+            logger.warning("video %s: server error: %r", self.room_id, msg.message)
+        return True
+
+    async def _on_left(self, participant: str) -> None:
+        self._early.pop(participant, None)
+        peer = self._peers.pop(participant, None)
+        if peer is not None:
+            logger.info("video %s: producer %s left", self.room_id, participant)
+            await close_pc(peer.pc, self.timeout_s)
+            self.stats.connected = False
+
+    async def _on_offer(self, producer: str, sdp: str) -> None:
+        self.stats.offers += 1
+        old = self._peers.pop(producer, None)
+        if old is not None:
+            await close_pc(old.pc, self.timeout_s)
+        pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
+        peer = _Peer(producer, pc)
+        peer.pending.extend(self._early.pop(producer, []))
+        self._peers[producer] = peer
+        pc.addTransceiver("video", direction="recvonly")
+
+        @pc.on("track")
+        def on_track(track: MediaStreamTrack) -> None:
+            if track.kind == "video":
+                self._spawn(self._read_track(peer, track))
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            state = pc.connectionState
+            logger.info("video %s: peer %s %s", self.room_id, producer, state)
+            if self._peers.get(producer) is not peer:
+                return
+            if state == "connected":
+                peer.connected.set()
+                self.stats.connected = True
+            elif state == "failed":
+                self.stats.connected = False
+                self.stats.peer_failures += 1
+                self._rejoin(f"peer connection to {producer} failed")
+
+        self._spawn(self._negotiate(peer, sdp))
+
+    async def _negotiate(self, peer: _Peer, sdp: str) -> None:
+        pc = peer.pc
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except Exception as exc:  # aiortc raises assorted types on an SDP it cannot use
+            logger.warning("video %s: unusable offer from %s: %r", self.room_id,
+                           peer.producer_id, exc)
+            self.stats.malformed += 1
+            if self._peers.get(peer.producer_id) is peer:
+                del self._peers[peer.producer_id]
+                await close_pc(pc, self.timeout_s)
+            return
+        peer.remote_set = True
+        try:
+            for candidate in peer.pending:
+                await add_candidate(pc, candidate)
+            peer.pending.clear()
+            async with asyncio.timeout(self.timeout_s):
+                # aiortc gathers inside setLocalDescription: localDescription has candidates.
+                await pc.setLocalDescription(await pc.createAnswer())
+            answer = {"type": "answer", "sdp": pc.localDescription.sdp,
+                      "target_producer": peer.producer_id}
+            if not await self.signal(answer):
+                raise ConnectionError("answer not delivered")
+            async with asyncio.timeout(self.connect_timeout_s):
+                await peer.connected.wait()
+        except (TimeoutError, ConnectionError) as exc:
+            if self._peers.get(peer.producer_id) is peer:
+                self.stats.peer_failures += 1
+                self._rejoin(f"negotiation with {peer.producer_id} failed: {exc!r}")
+
+    async def _on_candidate(
+        self, producer: str, candidate: RTCIceCandidate | EndOfCandidates
+    ) -> None:
+        if not isinstance(candidate, EndOfCandidates):
+            self.stats.remote_candidates += 1
+        peer = self._peers.get(producer)
+        if peer is None:
+            # Signals travel as separate HTTP requests: a candidate may overtake its offer.
+            early = self._early.setdefault(producer, [])
+            if len(early) < _MAX_EARLY_CANDIDATES:
+                early.append(candidate)
+        elif not peer.remote_set:
+            peer.pending.append(candidate)
+        else:
+            await add_candidate(peer.pc, candidate)
+
+    # -- media ------------------------------------------------------------------------------
+
+    async def _read_track(self, peer: _Peer, track: MediaStreamTrack) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                break
+            arrived = time.monotonic()
+            try:
+                rgb = frame.to_ndarray(format="rgb24")  # type: ignore[union-attr]
+            except (AttributeError, ValueError) as exc:
+                logger.warning("video %s: unusable frame: %r", self.room_id, exc)
+                continue
+            self._seq += 1
+            self._latest = Frame(rgb=rgb, arrived_at=arrived, seq=self._seq)
+            self.stats.frames += 1
+        if self._peers.get(peer.producer_id) is peer and not self._stopping:
+            self.stats.connected = False
+            self._rejoin(f"track from {peer.producer_id} ended")
+
+    async def _close_peers(self) -> None:
+        peers = list(self._peers.values())
+        self._peers.clear()
+        self._early.clear()
+        for peer in peers:
+            await close_pc(peer.pc, self.timeout_s)
+        self.stats.connected = False

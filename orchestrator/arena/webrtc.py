@@ -1,0 +1,334 @@
+"""WebRTC plumbing shared by the video consumer and the simulated camera producer.
+
+Video rooms carry signaling only: the peers exchange SDP and ICE candidates through
+`POST /video/workspaces/{ws}/rooms/{room}/webrtc/signal` and receive the peer's messages
+on their room WebSocket. This module holds the small, protocol-level pieces both sides
+need: joining a video room, validating ICE candidates, posting signals, SDP candidates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import quote
+
+from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCPeerConnection
+from aiortc.sdp import candidate_from_sdp
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from orchestrator.arena.messages import (
+    ErrorMessage,
+    Ignored,
+    Joined,
+    Malformed,
+    VideoMessage,
+    parse_video,
+)
+from orchestrator.arena.rest import ArenaError, ArenaRest, ArenaUnavailable, check_base_url
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["producer", "consumer"]
+
+# Signaling messages are small (an SDP with many candidates is a few kB); the cap bounds memory.
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+
+class JoinError(Exception):
+    """The server refused the join, or did not confirm it in time."""
+
+
+class EndOfCandidates:
+    """Marker for a trickled end-of-candidates (an empty candidate string)."""
+
+
+END_OF_CANDIDATES = EndOfCandidates()
+
+
+def rtc_configuration(ice_servers: Sequence[RTCIceServer] = ()) -> RTCConfiguration:
+    # An explicit (possibly empty) list: aiortc's default is a public STUN server, which is
+    # unreachable offline and would stall gathering for seconds.
+    return RTCConfiguration(iceServers=list(ice_servers))
+
+
+def http_to_ws(base_url: str) -> str:
+    base = check_base_url(base_url)
+    return ("wss" if base.startswith("https") else "ws") + base[base.index(":") :]
+
+
+def room_path(workspace: str, room_id: str) -> str:
+    return f"/video/workspaces/{quote(workspace, safe='')}/rooms/{quote(room_id, safe='')}"
+
+
+def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
+    """Exponential backoff with jitter, so many clients do not reconnect in lockstep."""
+    delay: float = min(max_s, initial_s * (2 ** min(attempt, 16)))
+    return delay * (0.5 + random.random() / 2)
+
+
+def parse_candidate(obj: Any) -> RTCIceCandidate | EndOfCandidates | None:
+    """A trickled `{candidate, sdpMid, sdpMLineIndex}` as aiortc wants it; None if malformed."""
+    if not isinstance(obj, dict):
+        return None
+    text, mid, index = obj.get("candidate"), obj.get("sdpMid"), obj.get("sdpMLineIndex")
+    if not isinstance(text, str) or len(text) > 1024:
+        return None
+    if mid is not None and not isinstance(mid, str):
+        return None
+    if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index < 0):
+        return None
+    if mid is None and index is None:
+        return None
+    text = text.strip()
+    if text.startswith("a="):
+        text = text[2:]
+    if text.startswith("candidate:"):
+        text = text[len("candidate:") :]
+    if not text:
+        # Browsers signal end-of-candidates with an empty candidate.
+        return END_OF_CANDIDATES
+    try:
+        candidate = candidate_from_sdp(text)
+    except (AssertionError, ValueError, IndexError):
+        return None
+    candidate.sdpMid = mid
+    candidate.sdpMLineIndex = index
+    return candidate
+
+
+def sdp_candidates(sdp: str) -> list[dict[str, Any]]:
+    """The `a=candidate` lines of an SDP as trickle messages, the way a browser sends them."""
+    out: list[dict[str, Any]] = []
+    index = -1
+    mid: str | None = None
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            index += 1
+            mid = None
+        elif line.startswith("a=mid:"):
+            mid = line[len("a=mid:") :].strip()
+        elif line.startswith("a=candidate:") and index >= 0:
+            out.append({"candidate": line[2:].strip(), "sdpMid": mid, "sdpMLineIndex": index})
+    return out
+
+
+def strip_candidates(sdp: str) -> str:
+    """An SDP without candidates, as a browser's first offer looks before trickling."""
+    lines = [
+        ln
+        for ln in sdp.splitlines()
+        if not ln.startswith("a=candidate:") and not ln.startswith("a=end-of-candidates")
+    ]
+    return "\r\n".join(lines) + "\r\n"
+
+
+async def join_video_room(
+    base_url: str, workspace: str, room_id: str, participant_id: str, role: Role,
+    timeout_s: float,
+) -> ClientConnection:
+    """Open the room's WebSocket and complete the join handshake (or raise JoinError/OSError)."""
+    url = http_to_ws(base_url) + room_path(workspace, room_id) + "/ws"
+    ws = await connect(
+        url, open_timeout=timeout_s, proxy=None, max_size=MAX_MESSAGE_BYTES,
+        ping_interval=10, ping_timeout=10, close_timeout=2,
+    )
+    try:
+        await ws.send(json.dumps({"participant_id": participant_id, "role": role}))
+        # A malformed or lost join is never answered: bound the wait ourselves.
+        async with asyncio.timeout(timeout_s):
+            while True:
+                msg = parse_video(await ws.recv())
+                if isinstance(msg, Joined):
+                    return ws
+                if isinstance(msg, ErrorMessage):
+                    raise JoinError(f"join refused: {msg.message!r}")
+    except TimeoutError as exc:
+        await ws.close()
+        raise JoinError(f"no 'joined' within {timeout_s} s") from exc
+    except BaseException:
+        await ws.close()
+        raise
+
+
+@dataclass
+class RoomStats:
+    malformed: int = 0  # messages dropped because they did not match the protocol
+    ignored: int = 0  # valid messages of a type this client has no use for
+    reconnects: int = 0  # joins after the first one (socket drops, refusals, re-joins)
+    joined: bool = False  # the room's WebSocket is joined right now
+
+
+class VideoRoomClient:
+    """A participant of one video room: join, read messages, re-join with backoff, clean up.
+
+    Subclasses handle the messages and own their peer connections.
+    """
+
+    role: Role
+
+    def __init__(
+        self, base_url: str, workspace: str, room_id: str, participant_id: str, *,
+        timeout_s: float, backoff_initial_s: float, backoff_max_s: float,
+        ice_servers: Sequence[RTCIceServer], stats: RoomStats,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        http_to_ws(self.base_url)  # validate early
+        self.workspace = workspace
+        self.room_id = room_id
+        self.participant_id = participant_id
+        self.timeout_s = timeout_s
+        self.backoff_initial_s = backoff_initial_s
+        self.backoff_max_s = backoff_max_s
+        self.ice_servers = list(ice_servers)
+        self._room_stats = stats
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._ws: ClientConnection | None = None
+        self._rest: ArenaRest | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        """Join in the background (and keep re-joining until stop())."""
+        if self._runner is not None:
+            raise RuntimeError(f"{type(self).__name__} already started")
+        self._stopping = False
+        self._rest = ArenaRest(self.base_url, timeout_s=self.timeout_s)
+        self._runner = asyncio.create_task(self._run(), name=f"{self.role}-{self.room_id}")
+
+    async def stop(self) -> None:
+        """Leave the room, close every peer connection, cancel and await every task."""
+        self._stopping = True
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+        await self._close_peers()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._rest is not None:
+            await self._rest.aclose()
+            self._rest = None
+        self._room_stats.joined = False
+
+    # -- hooks ------------------------------------------------------------------------------
+
+    async def _on_joined(self) -> None:
+        """Called after each successful join."""
+
+    async def _handle(self, msg: VideoMessage) -> bool:
+        """Act on one validated message; False if it is malformed for this role."""
+        raise NotImplementedError
+
+    async def _close_peers(self) -> None:
+        """Close every peer connection (socket gone or stopping)."""
+
+    # -- machinery --------------------------------------------------------------------------
+
+    @property
+    def rest(self) -> ArenaRest:
+        if self._rest is None:
+            raise RuntimeError("not started")
+        return self._rest
+
+    async def signal(self, message: dict[str, Any]) -> bool:
+        """Post one offer/answer/ice for the peer; False (logged) if it did not get through."""
+        try:
+            await self.rest.signal(self.workspace, self.room_id, self.participant_id, message)
+        except (ArenaError, ArenaUnavailable) as exc:
+            logger.warning("%s %s: signal %s failed: %s", self.role, self.room_id,
+                           message.get("type"), exc)
+            return False
+        return True
+
+    async def _run(self) -> None:
+        attempt = 0
+        first = True
+        while not self._stopping:
+            if not first:
+                self._room_stats.reconnects += 1
+            first = False
+            try:
+                ws = await join_video_room(
+                    self.base_url, self.workspace, self.room_id, self.participant_id,
+                    self.role, self.timeout_s,
+                )
+            except (OSError, TimeoutError, JoinError, WebSocketException) as exc:
+                logger.info("%s %s: join failed: %r", self.role, self.room_id, exc)
+            else:
+                attempt = 0
+                try:
+                    await self._session(ws)
+                finally:
+                    self._room_stats.joined = False
+                    self._ws = None
+                    await ws.close()
+                    await self._close_peers()
+            if self._stopping:
+                break
+            await asyncio.sleep(backoff_delay(attempt, self.backoff_initial_s, self.backoff_max_s))
+            attempt += 1
+
+    async def _session(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._room_stats.joined = True
+        logger.info("%s %s: joined as %s", self.role, self.room_id, self.participant_id)
+        await self._on_joined()
+        try:
+            async for raw in ws:
+                msg = parse_video(raw)
+                if isinstance(msg, Malformed):
+                    logger.debug("%s %s: malformed: %s", self.role, self.room_id, msg.reason)
+                    self._room_stats.malformed += 1
+                elif isinstance(msg, Ignored):
+                    self._room_stats.ignored += 1
+                elif not await self._handle(msg):
+                    self._room_stats.malformed += 1
+        except WebSocketException as exc:
+            logger.info("%s %s: socket closed: %r", self.role, self.room_id, exc)
+
+    def _rejoin(self, reason: str) -> None:
+        """Drop the socket; the supervisor joins again (a joining consumer gets a new offer)."""
+        ws = self._ws
+        if ws is None or self._stopping:
+            return
+        logger.info("%s %s: re-joining (%s)", self.role, self.room_id, reason)
+        self._ws = None
+        self._spawn(ws.close())
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("%s %s: task failed", self.role, self.room_id,
+                         exc_info=task.exception())
+
+
+async def close_pc(pc: RTCPeerConnection, timeout_s: float) -> None:
+    try:
+        async with asyncio.timeout(timeout_s):
+            await pc.close()
+    except TimeoutError:
+        logger.warning("closing a peer connection timed out")
+
+
+async def add_candidate(
+    pc: RTCPeerConnection, candidate: RTCIceCandidate | EndOfCandidates
+) -> None:
+    try:
+        await pc.addIceCandidate(None if isinstance(candidate, EndOfCandidates) else candidate)
+    except ValueError as exc:  # e.g. a candidate after end-of-candidates
+        logger.info("remote candidate rejected: %r", exc)
