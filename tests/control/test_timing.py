@@ -154,7 +154,7 @@ def test_refill_replans_every_k_ticks() -> None:
 @pytest.mark.parametrize("kwargs", [{"margin_ticks": -1}, {"replan_every": 0}])
 def test_bad_refill_configuration_is_rejected(kwargs: dict[str, int]) -> None:
     with pytest.raises(ValueError):
-        RefillPolicy(**kwargs)  # type: ignore[arg-type]
+        RefillPolicy(**kwargs)
 
 
 @PROPS

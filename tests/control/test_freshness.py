@@ -1,0 +1,66 @@
+"""Observation watchdog."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator.control.freshness import age_since, observation_freshness
+from orchestrator.control.reasons import Reason
+
+
+def test_fresh_when_every_source_is_recent() -> None:
+    f = observation_freshness({"front": 0.05, "wrist": 0.2}, joints_age=0.01, max_age=0.5)
+    assert f.fresh and f.reason is Reason.OK and f.age == 0.2
+
+
+def test_waiting_for_frames_comes_before_waiting_for_joints() -> None:
+    f = observation_freshness({"front": None, "wrist": 0.1}, joints_age=None, max_age=0.5)
+    assert not f.fresh and f.reason is Reason.WAITING_FOR_FRAMES
+    assert f.waiting == ("front", "joints")
+    f = observation_freshness({"front": 0.1}, joints_age=None, max_age=0.5)
+    assert f.reason is Reason.WAITING_FOR_JOINTS and f.waiting == ("joints",)
+
+
+def test_a_source_that_went_quiet_is_stale() -> None:
+    f = observation_freshness({"front": 0.7}, joints_age=0.1, max_age=0.5)
+    assert not f.fresh and f.reason is Reason.STALE_OBSERVATION
+    assert f.stale_sources == ("front",)
+    f = observation_freshness({"front": 0.1}, joints_age=math.nan, max_age=0.5)
+    assert f.reason is Reason.STALE_OBSERVATION and f.stale_sources == ("joints",)
+
+
+def test_exactly_max_age_is_still_fresh() -> None:
+    assert observation_freshness({"front": 0.5}, 0.5, 0.5).fresh
+
+
+def test_bad_arguments_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        observation_freshness({"front": 0.1}, 0.1, 0.0)
+    with pytest.raises(ValueError):
+        observation_freshness({"joints": 0.1}, 0.1, 1.0)
+
+
+def test_age_since() -> None:
+    assert age_since(10.0, None) is None
+    assert age_since(10.0, 9.5) == 0.5
+    assert age_since(10.0, 11.0) == 0.0
+
+
+@settings(deadline=None, max_examples=150)
+@given(
+    frames=st.dictionaries(st.sampled_from(["a", "b", "c"]),
+                           st.none() | st.floats(0, 2, allow_nan=False)),
+    joints=st.none() | st.floats(0, 2),
+    max_age=st.floats(0.01, 1.5),
+)
+def test_fresh_exactly_when_every_source_delivered_within_max_age(
+    frames: dict[str, float | None], joints: float | None, max_age: float
+) -> None:
+    f = observation_freshness(frames, joints, max_age)
+    ages = [*frames.values(), joints]
+    assert f.fresh == all(a is not None and a <= max_age for a in ages)
+    assert f.fresh == (f.reason is Reason.OK)

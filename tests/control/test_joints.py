@@ -1,0 +1,128 @@
+"""JointMapper: readings by name into the model's state, actions back to robot names."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator.control.joints import JointMapper
+
+SO100 = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
+SEED_ALIASES = {"base_rotation": "shoulder_pan", "shoulder_tilt": "shoulder_lift",
+                "elbow_bend": "elbow_flex"}
+
+
+def test_ready_only_after_every_joint_had_a_real_reading() -> None:
+    mapper = JointMapper(SO100)
+    assert not mapper.ready and mapper.state() is None
+    mapper.update({}, stamp=1.0)  # the empty state_sync on join is not a reading
+    assert not mapper.ready and mapper.last_update is None
+    mapper.update({n: float(i) for i, n in enumerate(SO100[:-1])}, stamp=2.0)
+    assert not mapper.ready and mapper.missing == ("gripper",)
+    mapper.update([{"name": "gripper", "value": 40}], stamp=3.0)
+    state = mapper.state()
+    assert state is not None and state.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 40.0]
+    assert mapper.last_update == 3.0
+
+
+def test_a_partial_update_does_not_zero_the_other_joints() -> None:
+    mapper = JointMapper(SO100)
+    mapper.update({n: 10.0 for n in SO100}, stamp=0.0)
+    mapper.update([{"name": "elbow_flex", "value": -5.0}], stamp=1.0)
+    state = mapper.state()
+    assert state is not None and state.tolist() == [10.0, 10.0, -5.0, 10.0, 10.0, 10.0]
+
+
+def test_unknown_names_are_counted_and_never_shift_into_another_slot() -> None:
+    mapper = JointMapper(["a", "b"])
+    result = mapper.update({"zzz": 7.0, "b": 2.0, "a": 1.0}, stamp=0.0)
+    assert result.accepted == 2 and result.unknown == ("zzz",)
+    state = mapper.state()
+    assert state is not None and state.tolist() == [1.0, 2.0]
+    assert mapper.unknown_count == 1 and mapper.unknown_names == {"zzz"}
+
+
+def test_invalid_values_are_counted_and_ignored() -> None:
+    mapper = JointMapper(["a", "b"])
+    junk: list[object] = [{"name": "a", "value": "1"}, {"name": "b", "value": math.nan},
+                          {"name": "a", "value": True}, {"name": "b"}, "junk", {"value": 3}]
+    result = mapper.update(junk, stamp=0.0)  # type: ignore[arg-type]  # wire data is untyped
+    assert result.accepted == 0 and result.invalid == ("a", "b", "a", "b")
+    assert len(result.unknown) == 2 and not mapper.readings()
+    assert mapper.invalid_count == 4
+
+
+def test_aliases_and_lerobot_suffix_resolve_to_the_same_slot() -> None:
+    mapper = JointMapper([f"{n}.pos" for n in SO100], SEED_ALIASES)
+    assert mapper.index_of("base_rotation") == 0
+    assert mapper.index_of("shoulder_pan") == 0
+    assert mapper.index_of("shoulder_pan.pos") == 0
+    assert mapper.index_of("gripper") == 5
+    assert mapper.index_of("unknown") is None
+    plain = JointMapper(SO100)
+    assert plain.index_of("gripper.pos") == 5
+
+
+def test_commands_go_out_under_the_robots_own_names() -> None:
+    mapper = JointMapper([f"{n}.pos" for n in SO100], SEED_ALIASES)
+    mapper.update({"elbow_flex": 1.0, "wrist_flex": 2.0}, stamp=0.0)  # robot omits .pos
+    command = mapper.to_command(np.arange(6, dtype=np.float64))
+    assert command == {"base_rotation": 0.0, "shoulder_tilt": 1.0, "elbow_bend": 2.0,
+                       "wrist_flex": 3.0, "wrist_roll.pos": 4.0, "gripper.pos": 5.0}
+
+
+def test_action_names_may_differ_from_state_names() -> None:
+    mapper = JointMapper(["a", "b"], action_names=["b", "c"])
+    mapper.update({"b.pos": 1.0}, stamp=0.0)
+    assert mapper.to_command([1.0, 2.0]) == {"b.pos": 1.0, "c": 2.0}
+    with pytest.raises(ValueError, match="2 values"):
+        mapper.to_command([1.0])
+
+
+def test_bad_configuration_is_rejected() -> None:
+    with pytest.raises(ValueError):
+        JointMapper([])
+    with pytest.raises(ValueError):
+        JointMapper(["a", "a"])
+    with pytest.raises(ValueError, match="no joint 'x'"):
+        JointMapper(["a"], {"robot_a": "x"})
+
+
+def test_reset_forgets_readings_but_keeps_counters() -> None:
+    mapper = JointMapper(["a"])
+    mapper.update({"a": 1.0, "b": 2.0}, stamp=0.0)
+    mapper.reset()
+    assert not mapper.ready and mapper.last_update is None and mapper.unknown_count == 1
+
+
+def test_unknown_name_memory_is_bounded() -> None:
+    mapper = JointMapper(["a"])
+    mapper.update({f"junk{i}": 0.0 for i in range(1000)}, stamp=0.0)
+    assert mapper.unknown_count == 1000 and len(mapper.unknown_names) <= 32
+
+
+@settings(deadline=None, max_examples=150)
+@given(
+    updates=st.lists(
+        st.dictionaries(st.sampled_from(["a", "b", "c", "x", "y"]),
+                        st.floats(-1e6, 1e6, allow_nan=False)),
+        max_size=8,
+    )
+)
+def test_state_is_the_last_reading_of_each_joint_by_name(
+    updates: list[dict[str, float]]
+) -> None:
+    mapper = JointMapper(["a", "b", "c"])
+    last: dict[str, float] = {}
+    for i, update in enumerate(updates):
+        mapper.update(update, stamp=float(i))
+        last.update({k: v for k, v in update.items() if k in "abc"})
+    assert mapper.readings() == last
+    assert mapper.ready == (len(last) == 3)
+    if mapper.ready:
+        state = mapper.state()
+        assert state is not None and state.tolist() == [last["a"], last["b"], last["c"]]
