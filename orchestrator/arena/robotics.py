@@ -293,8 +293,13 @@ class RoboticsConsumer(_RoboticsClient):
 
     role: Role = "consumer"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, on_joints: Callable[[dict[str, float]], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Same arguments as the producer, plus `on_joints(changed)` called after each merge."""
         super().__init__(*args, **kwargs)
+        self.on_joints = on_joints
         self._joints: dict[str, float] = {}
         self._last_reading_at: float | None = None
 
@@ -321,16 +326,19 @@ class RoboticsConsumer(_RoboticsClient):
 
     def _on_joints(self, msg: JointUpdate | StateSync) -> None:
         if isinstance(msg, StateSync):
-            if not msg.data:
-                return  # the empty state_sync of a fresh room is not a reading
-            self._joints.update(msg.data)
+            changed = dict(msg.data)  # empty on join to a fresh room: not a reading
         else:
-            if not msg.data:
-                return
-            for entry in msg.data:
-                self._joints[entry.name] = entry.value
+            changed = {entry.name: entry.value for entry in msg.data}
+        if not changed:
+            return
+        self._joints.update(changed)
         self.stats.readings += 1
         self._last_reading_at = time.monotonic()
+        if self.on_joints is not None:
+            try:
+                self.on_joints(changed)
+            except Exception:
+                logger.exception("on_joints callback failed")
 
 
 class RoboticsProducer(_RoboticsClient):

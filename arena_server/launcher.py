@@ -1,0 +1,112 @@
+"""Start the room server as a child process on a loopback port (tests, benches, local runs).
+
+`LocalArenaServer` is a real separate process (`python -m arena_server`), so its owner can kill
+it like a crash (SIGKILL) and start it again on the same port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from types import TracebackType
+
+import httpx
+
+STARTUP_TIMEOUT_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(
+    base_url: str, timeout_s: float = STARTUP_TIMEOUT_S,
+    proc: subprocess.Popen[bytes] | None = None,
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"arena server exited with code {proc.returncode} on startup")
+        try:
+            r = httpx.get(f"{base_url}/health", timeout=1.0)
+            if r.status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.05)
+    raise TimeoutError(f"arena server at {base_url} not healthy after {timeout_s}s: {last!r}")
+
+
+class LocalArenaServer:
+    """`python -m arena_server` on 127.0.0.1:port; start/kill/restart keep the same port."""
+
+    def __init__(
+        self, port: int | None = None, log_level: str = "warning", host: str = "127.0.0.1"
+    ) -> None:
+        self.host = host
+        self.port = port or free_port()
+        self.log_level = log_level
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> LocalArenaServer:
+        assert self.proc is None, "already running"
+        cmd = [sys.executable, "-m", "arena_server", "--host", self.host,
+               "--port", str(self.port), "--log-level", self.log_level]
+        self.proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        try:
+            wait_healthy(self.base_url, proc=self.proc)
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: the way a crashed server goes, sockets dropped without close frames."""
+        self._stop(signal.SIGKILL)
+
+    def stop(self) -> None:
+        self._stop(signal.SIGTERM)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+    def _stop(self, sig: signal.Signals) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=10)
+
+    async def astart(self) -> LocalArenaServer:
+        """start() off the event loop (it blocks while waiting for /health)."""
+        return await asyncio.to_thread(self.start)
+
+    async def astop(self) -> None:
+        await asyncio.to_thread(self.stop)
+
+    def __enter__(self) -> LocalArenaServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
