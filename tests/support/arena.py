@@ -28,7 +28,9 @@ __all__ = ["ArenaServerProcess", "ArenaServerThread", "arena_server_process",
 class ArenaServerThread:
     """uvicorn + create_app() in a daemon thread with its own event loop, on a free port."""
 
-    def __init__(self) -> None:
+    def __init__(self, **app_kwargs: float) -> None:
+        """app_kwargs go to create_app() (e.g. a short sweep_interval_s for the sweep test)."""
+        self.app_kwargs = app_kwargs
         self.port = 0
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -42,7 +44,7 @@ class ArenaServerThread:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         self.port = int(sock.getsockname()[1])
-        config = uvicorn.Config(create_app(), log_level="warning", lifespan="on",
+        config = uvicorn.Config(create_app(**self.app_kwargs), log_level="warning", lifespan="on",
                                 **uvicorn_config_kwargs())
         self._server = server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -81,9 +83,9 @@ def arena_server_process(port: int | None = None) -> Iterator[ArenaServerProcess
 
 
 @contextlib.asynccontextmanager
-async def arena_server_thread() -> AsyncIterator[ArenaServerThread]:
+async def arena_server_thread(**app_kwargs: float) -> AsyncIterator[ArenaServerThread]:
     """Async flavour: start/stop run off the event loop so they never block it."""
-    server = ArenaServerThread()
+    server = ArenaServerThread(**app_kwargs)
     await asyncio.to_thread(server.start)
     try:
         yield server
