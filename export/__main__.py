@@ -1,0 +1,104 @@
+"""python -m export CHECKPOINT_DIR --repository model_repository --name NAME [options]"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from .api import export_checkpoint
+from .errors import ExportError
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",")]
+
+
+def _say(text: str, stream: TextIO = sys.stdout) -> None:
+    stream.write(text + "\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m export",
+        description="Export a LeRobot ACT checkpoint to ONNX as a new version in a Triton "
+        "model repository (onnxruntime backend), with normalization baked in.",
+    )
+    p.add_argument("checkpoint_dir", help="LeRobot checkpoint folder (config.json, ...)")
+    p.add_argument("--repository", default="model_repository", help="model repository folder")
+    p.add_argument("--name", required=True, help="model name in the repository")
+    p.add_argument("--version", type=int, default=None, help="version (default: latest + 1)")
+    p.add_argument("--max-batch-size", type=int, default=32)
+    p.add_argument("--max-queue-delay-us", type=int, default=2000)
+    p.add_argument("--instances", type=int, default=1, help="model instances per device")
+    p.add_argument("--kind", choices=("gpu", "cpu"), default="gpu")
+    p.add_argument(
+        "--dataset-info",
+        help="the training dataset's meta/info.json (or dataset folder): joint names and fps",
+    )
+    p.add_argument("--joint-names", type=_names, help="comma-separated joint names")
+    p.add_argument("--fps", type=float, help="control rate the policy was trained at")
+    p.add_argument(
+        "--cameras", type=_names, help="comma-separated camera names the checkpoint must have"
+    )
+    p.add_argument(
+        "--parity-tolerance",
+        type=float,
+        default=1e-4,
+        help="max abs error allowed between ONNX Runtime and LeRobot (default 1e-4)",
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="export: %(message)s",
+        stream=sys.stderr,
+    )
+    # Third-party libraries log a lot at INFO; progress lines are ours.
+    for noisy in ("torch", "lerobot", "onnxruntime", "onnx", "onnxscript"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        result = export_checkpoint(
+            args.checkpoint_dir,
+            args.repository,
+            args.name,
+            version=args.version,
+            max_batch_size=args.max_batch_size,
+            max_queue_delay_us=args.max_queue_delay_us,
+            instances=args.instances,
+            kind=args.kind,
+            dataset_info=args.dataset_info,
+            joint_names=args.joint_names,
+            fps=args.fps,
+            cameras=args.cameras,
+            parity_tolerance=args.parity_tolerance,
+        )
+    except ExportError as exc:
+        _say(f"export: error: {exc}", sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        _say("export: interrupted; the repository is unchanged", sys.stderr)
+        return 130
+    c = result.contract
+    _say(f"parity max abs error: {result.parity_max_abs_error:.3g}")
+    _say(f"exported {c.name} version {result.version} -> {result.onnx_path}")
+    _say(f"config: {result.config_path}")
+    sizes = ", ".join(f"{k} {c.image_sizes[k][0]}x{c.image_sizes[k][1]}" for k in c.cameras)
+    _say(
+        f"cameras {sizes}; state {c.state_dim}, action {c.action_dim}, chunk {c.chunk_size}, "
+        f"n_action_steps {c.n_action_steps}, fps {c.fps:g}"
+    )
+    for note in result.notes:
+        _say(f"note: {note}")
+    _say(f"took {result.export_seconds:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Atomic writes into a Triton model repository.
+
+A Triton server may poll the repository while we write, so it must never see a
+half-written model: everything is built in a staging folder next to the repository
+(same filesystem, outside Triton's view) and moved in with ``rename``. A new export
+adds version N+1; older versions are never touched.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from .errors import ExportError
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = "config.pbtxt"
+ONNX_NAME = "model.onnx"
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def validate_model_name(name: str) -> None:
+    if not _MODEL_NAME.match(name):
+        raise ExportError(
+            f"invalid model name {name!r}: use letters, digits, '_', '-' or '.', "
+            "starting with a letter or digit"
+        )
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _probe_writable(folder: Path, what: str) -> None:
+    if not folder.is_dir():
+        raise ExportError(f"repository {what} {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".export-probe-", dir=folder)
+    except OSError as exc:
+        raise ExportError(f"repository {what} {folder} is not writable: {exc.strerror}") from exc
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_repository(repository: Path, name: str) -> None:
+    """Fail early, before the slow export, if the model could not be written."""
+    repository = repository.absolute()
+    if repository.exists():
+        _probe_writable(repository, "folder")
+    else:
+        _probe_writable(_nearest_existing(repository), "path: its existing ancestor")
+    # Staging happens next to the repository (see StagedModel), so that must be writable too.
+    _probe_writable(_nearest_existing(repository.parent), "parent")
+    model_dir = repository / name
+    if model_dir.exists() and not model_dir.is_dir():
+        raise ExportError(f"{model_dir} exists and is not a model folder")
+    if model_dir.is_dir():
+        _probe_writable(model_dir, "model folder")
+
+
+def existing_versions(model_dir: Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    # Triton ignores non-numeric names and names starting with "0"; so do we.
+    return sorted(
+        int(p.name)
+        for p in model_dir.iterdir()
+        if p.is_dir() and p.name.isdigit() and not p.name.startswith("0")
+    )
+
+
+def choose_version(model_dir: Path, requested: int | None) -> int:
+    versions = existing_versions(model_dir)
+    if requested is None:
+        return (versions[-1] + 1) if versions else 1
+    if requested < 1:
+        raise ExportError(f"--version must be >= 1, got {requested}")
+    if requested in versions or (model_dir / str(requested)).exists():
+        raise ExportError(
+            f"version {requested} of {model_dir.name} already exists in {model_dir.parent}; "
+            "an export never overwrites a version (omit --version to add the next one)"
+        )
+    return requested
+
+
+class StagedModel:
+    """A staging folder for one export; ``commit`` moves it into the repository.
+
+    Used as a context manager: whatever was not committed is removed on exit.
+    """
+
+    def __init__(self, repository: Path, name: str) -> None:
+        self.repository = repository.absolute()
+        self.name = name
+        parent = _nearest_existing(self.repository.parent)
+        prefix = f".{self.repository.name}.{name}.staging-"
+        self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        self.version_dir = self.root / "version"
+        self.version_dir.mkdir()
+
+    @property
+    def onnx_path(self) -> Path:
+        return self.version_dir / ONNX_NAME
+
+    def __enter__(self) -> StagedModel:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def commit(self, config_text: str, version: int) -> Path:
+        """Move the staged version (and config) into place; returns the version folder."""
+        model_dir = self.repository / self.name
+        try:
+            self.repository.mkdir(parents=True, exist_ok=True)
+            if not model_dir.exists():
+                # New model: build the whole folder, then one rename makes it appear at once.
+                staged_model = self.root / "model"
+                staged_model.mkdir()
+                self.version_dir.rename(staged_model / str(version))
+                (staged_model / CONFIG_NAME).write_text(config_text)
+                staged_model.rename(model_dir)
+            else:
+                # Existing model: write the new config beside the old one, add the version
+                # folder, then swap the config with one replace, so Triton reads either the
+                # old or the new config, never half of one.
+                pending = model_dir / f".{CONFIG_NAME}.new"
+                pending.write_text(config_text)
+                try:
+                    self.version_dir.rename(model_dir / str(version))
+                except OSError:
+                    pending.unlink(missing_ok=True)
+                    raise
+                os.replace(pending, model_dir / CONFIG_NAME)
+        except OSError as exc:
+            if exc.errno == errno.EXDEV:
+                raise ExportError(
+                    f"cannot move the model into {self.repository} atomically: it is on a "
+                    "different filesystem than its parent folder"
+                ) from exc
+            raise ExportError(f"could not write into {self.repository}: {exc}") from exc
+        logger.info("wrote %s version %d", model_dir, version)
+        return model_dir / str(version)

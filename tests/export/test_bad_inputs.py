@@ -1,0 +1,177 @@
+"""Every bad input: one clear line, non-zero exit, and the repository is unchanged.
+
+All run the real CLI in a subprocess against a populated repository (a hard-linked clone
+of the session's exported one) and compare the whole folder around it before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.support.exports import (
+    ExportedRepository,
+    clone_repository,
+    run_export_cli,
+    snapshot_tree,
+)
+
+
+def _copy_checkpoint(source: Path, target: Path) -> Path:
+    shutil.copytree(source, target, copy_function=os.link)
+    # config.json gets edited by some cases: give it its own inode.
+    data = (source / "config.json").read_text()
+    (target / "config.json").unlink()
+    (target / "config.json").write_text(data)
+    return target
+
+
+def _set_type(ckpt: Path) -> None:
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["type"] = "diffusion"
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+
+
+def _drop(name: str) -> Callable[[Path], None]:
+    return lambda ckpt: (ckpt / name).unlink()
+
+
+def _no_change(ckpt: Path) -> None:
+    return None
+
+
+def _remove_folder(ckpt: Path) -> None:
+    shutil.rmtree(ckpt)
+
+
+CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
+    ("missing-folder", _remove_folder, [], "checkpoint folder not found"),
+    ("not-act", _set_type, [], "not an ACT checkpoint"),
+    ("missing-config", _drop("config.json"), [], "config.json not found"),
+    ("missing-weights", _drop("model.safetensors"), [], "missing weights"),
+    (
+        "missing-normalizer-stats",
+        _drop("policy_preprocessor_step_3_normalizer_processor.safetensors"),
+        [],
+        "missing normalization stats",
+    ),
+    (
+        "missing-unnormalizer-stats",
+        _drop("policy_postprocessor_step_0_unnormalizer_processor.safetensors"),
+        [],
+        "missing normalization stats",
+    ),
+    ("missing-preprocessor", _drop("policy_preprocessor.json"), [], "missing normalization stats"),
+    (
+        "missing-postprocessor",
+        _drop("policy_postprocessor.json"),
+        [],
+        "missing normalization stats",
+    ),
+    ("wrong-cameras", _no_change, ["--cameras", "left,right"], "does not match the checkpoint"),
+    ("missing-camera", _no_change, ["--cameras", ""], "does not match the checkpoint"),
+    ("existing-version", _no_change, ["--version", "1"], "version 1 of tiny_act already exists"),
+    ("bad-joint-count", _no_change, ["--joint-names", "a,b,c"], "gives 3 state names"),
+    ("bad-model-name", _no_change, ["--name", "../escape"], "invalid model name"),
+    ("parity-failure", _no_change, ["--parity-tolerance", "1e-12"], "parity check failed"),
+]
+
+
+@pytest.mark.parametrize(
+    ("breaks", "extra", "message"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_bad_input_fails_cleanly(
+    exported_repository: ExportedRepository,
+    tmp_path: Path,
+    breaks: Callable[[Path], None],
+    extra: list[str],
+    message: str,
+) -> None:
+    area = tmp_path / "area"
+    area.mkdir()
+    repo = clone_repository(exported_repository.repository, area / "model_repository")
+    ckpt = _copy_checkpoint(exported_repository.checkpoint.path, tmp_path / "ckpt")
+    breaks(ckpt)
+    before = snapshot_tree(area)
+    args: list[str | Path] = ["--repository", repo, "--name", exported_repository.name, *extra]
+    proc = run_export_cli(ckpt, *args)
+    _assert_clean_failure(proc.returncode, proc.stderr, message)
+    assert snapshot_tree(area) == before
+
+
+def _assert_clean_failure(returncode: int, stderr: str, message: str) -> None:
+    assert returncode == 1, stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("export: error:")]
+    assert len(errors) == 1, stderr
+    assert message in errors[0]
+    assert "Traceback" not in stderr
+
+
+def test_repository_that_is_a_file(exported_repository: ExportedRepository, tmp_path: Path) -> None:
+    target = tmp_path / "model_repository"
+    target.write_text("not a folder")
+    before = snapshot_tree(tmp_path)
+    proc = run_export_cli(
+        exported_repository.checkpoint.path, "--repository", target, "--name", "m"
+    )
+    _assert_clean_failure(proc.returncode, proc.stderr, "is not a folder")
+    assert snapshot_tree(tmp_path) == before
+
+
+def test_repository_under_a_file(exported_repository: ExportedRepository, tmp_path: Path) -> None:
+    """A path nobody can create, even root (tests here may run as root, so no chmod)."""
+    (tmp_path / "blocker").write_text("a file where a folder should be")
+    before = snapshot_tree(tmp_path)
+    proc = run_export_cli(
+        exported_repository.checkpoint.path,
+        "--repository",
+        tmp_path / "blocker" / "model_repository",
+        "--name",
+        "m",
+    )
+    _assert_clean_failure(proc.returncode, proc.stderr, "not a folder")
+    assert snapshot_tree(tmp_path) == before
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+def test_read_only_repository(exported_repository: ExportedRepository, tmp_path: Path) -> None:
+    repo = clone_repository(exported_repository.repository, tmp_path / "model_repository")
+    before = snapshot_tree(tmp_path)
+    repo.chmod(0o555)
+    try:
+        proc = run_export_cli(
+            exported_repository.checkpoint.path, "--repository", repo, "--name", "other"
+        )
+    finally:
+        repo.chmod(0o755)
+    _assert_clean_failure(proc.returncode, proc.stderr, "is not writable")
+    assert snapshot_tree(tmp_path) == before
+
+
+def test_dataset_info_with_wrong_joint_count(
+    exported_repository: ExportedRepository, tmp_path: Path
+) -> None:
+    info = json.loads(exported_repository.checkpoint.dataset_info.read_text())
+    info["features"]["action"]["names"] = ["only", "two"]
+    bad = tmp_path / "info.json"
+    bad.write_text(json.dumps(info))
+    repo = clone_repository(exported_repository.repository, tmp_path / "model_repository")
+    before = snapshot_tree(tmp_path)
+    proc = run_export_cli(
+        exported_repository.checkpoint.path,
+        "--repository",
+        repo,
+        "--name",
+        "m",
+        "--dataset-info",
+        bad,
+    )
+    _assert_clean_failure(proc.returncode, proc.stderr, "gives 2 action names")
+    assert snapshot_tree(tmp_path) == before
