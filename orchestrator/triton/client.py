@@ -118,6 +118,7 @@ class TritonClient:
         self._client: InferenceServerClient | None = None
         self._generation = 0  # bumped each time the channel is recreated
         self._signatures: dict[tuple[str, str], ModelSignature] = {}
+        self._retired: list[SlotPool] = []
         self._closed = False
 
     @property
@@ -312,9 +313,10 @@ class TritonClient:
 
     async def _infer_plain_fallback(self, name: str, version: str, arrays: dict[str, np.ndarray],
                                     output: str, timeout: float) -> np.ndarray:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close()
+        # Other requests may still be using slots: unlink them only on close().
+        if self._pool is not None:
+            self._retired.append(self._pool)
+            self._pool = None
         return await self.infer(name, arrays, version, timeout, output)
 
     # ---- lifecycle ---------------------------------------------------------
@@ -330,8 +332,8 @@ class TritonClient:
                                          slot.name, timeout_s=2.0)
                     except TritonError:
                         break  # server gone: nothing left to unregister
-        if self._pool is not None:
-            self._pool.close()
+        for pool in [*self._retired, *([self._pool] if self._pool else [])]:
+            pool.close()
         self._closed = True
         client, self._client = self._client, None
         if client is not None:

@@ -19,6 +19,7 @@ derived repository and reloads its models).
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import logging
 import os
@@ -32,6 +33,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -58,6 +60,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SHM_DIR = Path("/dev/shm")
+
+
+# Servers still running when the interpreter exits (a caller forgot close()).
+_running: weakref.WeakSet[LocalTriton] = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    for triton in list(_running):
+        triton.close()
 
 
 def free_port() -> int:
@@ -97,6 +109,8 @@ class LocalTriton:
         self.backend_dir = self.work_dir / "backends"
         self.log_path = self.work_dir / "tritonserver.log"
         self.only_models = list(models) if models is not None else None
+        self._auto_ports = not (http_port or grpc_port or metrics_port)
+        self._started_once = False
         self.http_port = http_port or free_port()
         self.grpc_port = grpc_port or free_port()
         self.metrics_port = metrics_port or free_port()
@@ -201,6 +215,25 @@ class LocalTriton:
             return self
         self.sync()
         self._prepare_backend()
+        for attempt in range(3):
+            try:
+                self._spawn(timeout_s)
+                break
+            except LauncherError as exc:
+                # A free port picked by us may be taken before the server binds it;
+                # never move ports after a successful start (clients know them).
+                if not (self._auto_ports and not self._started_once and attempt < 2
+                        and "already in use" in str(exc)):
+                    raise
+                log.warning("port taken before tritonserver bound it; trying new ports")
+                self.http_port, self.grpc_port, self.metrics_port = (
+                    free_port(), free_port(), free_port()
+                )
+        self._started_once = True
+        _running.add(self)
+        return self
+
+    def _spawn(self, timeout_s: float) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
         try:
@@ -222,7 +255,6 @@ class LocalTriton:
         except BaseException:
             self.stop()
             raise
-        return self
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -300,6 +332,7 @@ class LocalTriton:
             path.unlink(missing_ok=True)
 
     def close(self) -> None:
+        _running.discard(self)
         self.stop()
         if self._temp_dir:
             import shutil

@@ -163,3 +163,15 @@ async def test_shared_memory_is_released_on_close(
     await control.close()
     assert not any(name.startswith(prefix) for name in status.regions)
     assert not list(SHM_DIR.glob(prefix + "*"))
+
+
+async def test_auto_shared_memory_on_loopback(triton: LocalTriton, contract: ModelContract) -> None:
+    async with TritonClient(triton.grpc_url, shared_memory="auto") as local:
+        assert local.uses_shared_memory
+        obs = random_observation(contract, 2, seed=8)
+        async with TritonClient(triton.grpc_url) as plain:
+            expected = await plain.infer(MAIN, obs)
+        np.testing.assert_array_equal(await local.infer(MAIN, obs), expected)
+    remote = TritonClient("triton.example:8001", shared_memory="auto")
+    assert not remote.uses_shared_memory
+    await remote.close()

@@ -144,3 +144,28 @@ async def test_cli_serves_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path)
             await proc.wait()
     assert not any(p.name.startswith("local_triton_") and str(proc.pid) in p.name
                    for p in SHM_DIR.iterdir())
+
+
+def test_auto_ports_move_when_one_is_taken_before_the_server_binds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race between picking a free port and binding it, caused for real with a socket."""
+    import socket
+
+    import orchestrator.triton.launcher as launcher
+
+    write_tiny_model(tmp_path / "repo", tiny_contract("m"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        ports = iter([busy])
+        real_free_port = launcher.free_port
+        monkeypatch.setattr(launcher, "free_port", lambda: next(ports, None) or real_free_port())
+        triton = LocalTriton(tmp_path / "repo", work_dir=tmp_path / "work")
+        assert triton.http_port == busy
+        try:
+            triton.start()
+            assert triton.is_running() and busy not in (triton.http_port, triton.grpc_port)
+        finally:
+            triton.close()
