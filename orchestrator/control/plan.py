@@ -142,8 +142,8 @@ class Plan:
                 continue
             merged[tick] = self._blend(old, new, i, ramp)
             blended += 1
-        trimmed += sum(1 for t in merged if t > limit)
-        self._slots = {t: merged[t] for t in sorted(merged) if t <= limit}
+        # Old ticks are never beyond the limit: they were merged with an earlier k_now.
+        self._slots = {t: merged[t] for t in sorted(merged)}
         return MergeResult(dropped_past=min(start, arr.shape[0]), added=added,
                            blended=blended, trimmed=trimmed)
 

@@ -163,6 +163,7 @@ def test_emergency_stop_latches_until_rearm_and_voids_the_outstanding_chunk() ->
     core.on_tick(2, 2 / RATE, True)
     assert core.on_tick(15, 0.5, True).request_inference
     core.latch_stop()
+    assert len(core.plan) == 0  # nothing planned before the stop may run after it
     for k in range(16, 20):
         d = core.on_tick(k, k / RATE, True)
         assert d.command is None and d.reason is Reason.EMERGENCY_STOP
