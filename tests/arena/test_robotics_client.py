@@ -20,7 +20,9 @@ async def test_joint_round_trip_and_partial_updates_merged(
     arena: ArenaServerThread, rest: ArenaRest, workspace: str
 ) -> None:
     await rest.create_robotics_room(workspace, "r")
-    consumer = RoboticsConsumer(arena.base_url, workspace, "r", "r-consumer")
+    changes: list[dict[str, float]] = []
+    consumer = RoboticsConsumer(arena.base_url, workspace, "r", "r-consumer",
+                                on_joints=changes.append)
     producer = RoboticsProducer(arena.base_url, workspace, "r", "r-producer")
     await consumer.start()
     await producer.start()
@@ -40,6 +42,7 @@ async def test_joint_round_trip_and_partial_updates_merged(
         assert consumer.last_reading_at is not None and consumer.last_reading_at >= first_at
         assert consumer.stats.readings == 2 and consumer.stats.malformed == 0
         assert producer.stats.sent == 2
+        assert changes == [{"a": 1.0, "b": 2.0, "c": 3.0}, {"b": -7.5}]  # what changed, each time
 
         # A REST command merges the same way.
         await rest.send_command(workspace, "r", {"c": 9.0})
