@@ -14,6 +14,7 @@ from orchestrator.control.safety import (
     SafetyLayer,
     default_limits,
 )
+from orchestrator.control.throttle import LogThrottle
 from orchestrator.control.timing import (
     JitterStats,
     LatencyStats,
@@ -37,6 +38,7 @@ __all__ = [
     "JointMapper",
     "LatencyStats",
     "LatencyTracker",
+    "LogThrottle",
     "MergeResult",
     "Plan",
     "ReadingResult",

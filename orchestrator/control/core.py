@@ -41,6 +41,7 @@ class TickDecision:
 @dataclass(frozen=True)
 class ControlStats:
     ticks: int
+    missed_ticks: int  # skipped because the loop woke up more than a period late
     commands: int
     underruns: int
     holds: dict[str, int]  # ticks that published nothing, by reason
@@ -126,6 +127,8 @@ class ControlCore:
             raise ValueError(f"tick {k_now} after tick {self._last_tick}: ticks must increase")
         if self._last_tick == k_now - 1 and self._last_tick_time is not None:
             self._periods.append(now - self._last_tick_time)
+        elif self._last_tick is not None:
+            self._n["missed_ticks"] += k_now - self._last_tick - 1  # the loop woke up late
         self._last_tick, self._last_tick_time = k_now, now
         self._n["ticks"] += 1
         fresh, stale_reason = _freshness(observation_fresh)
@@ -213,6 +216,7 @@ class ControlCore:
         k = self._last_tick
         return ControlStats(
             ticks=self._n["ticks"],
+            missed_ticks=self._n["missed_ticks"],
             commands=self._n["commands"],
             underruns=self._n["underruns"],
             holds=dict(self._holds),

@@ -52,7 +52,8 @@ class Sim:
     decisions: list[TickDecision] = field(default_factory=list)
     covered: list[bool] = field(default_factory=list)  # did the plan hold the tick?
     max_in_flight: int = 0
-    _events: list[tuple[float, int, bool]] = field(default_factory=list)  # (time, k_obs, ok)
+    # (arrival time, k_obs, latency or None when lost)
+    _events: list[tuple[float, int, float | None]] = field(default_factory=list)
 
     def run(self, ticks: int) -> None:
         clock = TickClock(0.0, RATE)
@@ -61,10 +62,9 @@ class Sim:
             now = clock.next_deadline(k) + self.lateness(k + 1)
             k = clock.next_tick(k, now)
             while self._events and self._events[0][0] <= now:
-                _, k_obs, ok = heapq.heappop(self._events)
-                if ok:
-                    self.core.on_chunk(self.chunk(k_obs), k_obs, k - 1,
-                                       latency_s=None)
+                _, k_obs, latency = heapq.heappop(self._events)
+                if latency is not None:
+                    self.core.on_chunk(self.chunk(k_obs), k_obs, k - 1, latency_s=latency)
                 else:
                     self.core.on_request_failed(k_obs)
             self.covered.append(self.core.plan.action_for(k) is not None)
@@ -72,11 +72,8 @@ class Sim:
             self.decisions.append(decision)
             if decision.request_inference:
                 lat = self.latency(k)
-                if lat is None:
-                    heapq.heappush(self._events, (now + self.timeout_s, k, False))
-                else:
-                    self.core.latency.add(lat)  # the session measures around the call
-                    heapq.heappush(self._events, (now + lat, k, True))
+                due = now + (self.timeout_s if lat is None else lat)
+                heapq.heappush(self._events, (due, k, lat))
             self.max_in_flight = max(self.max_in_flight, len(self._events))
 
     def published(self) -> list[tuple[int, np.ndarray]]:
@@ -233,8 +230,19 @@ def test_nan_from_the_model_is_held_and_reported() -> None:
 def test_jitter_is_measured_from_tick_times() -> None:
     sim = Sim(make_core(), latency=lambda k: 0.05, lateness=lambda k: 0.004 * (k % 2))
     sim.run(100)
-    jitter = sim.core.stats().jitter
-    assert jitter.samples == 99 and jitter.p50 == pytest.approx(0.004, abs=1e-9)
+    stats = sim.core.stats()
+    assert stats.jitter.samples == 99 and stats.jitter.p50 == pytest.approx(0.004, abs=1e-9)
+    assert stats.missed_ticks == 0
+
+
+def test_a_loop_that_wakes_late_skips_ticks_and_counts_them() -> None:
+    sim = Sim(make_core(), latency=lambda k: 0.05, lateness=lambda k: 0.1 if k == 30 else 0.0)
+    sim.run(60)
+    ticks = [d.tick for d in sim.decisions]
+    # Tick 30's wake-up comes 0.1 s (3 periods) late: 30..32 are skipped, not burst out.
+    assert ticks[28:31] == [28, 29, 33]
+    assert sim.core.stats().missed_ticks == 3
+    assert all(d.command is not None and d.command[0] == d.tick for d in sim.decisions[2:])
 
 
 def test_mismatched_parts_are_rejected() -> None:
