@@ -85,6 +85,7 @@ class ControlLoop:
         joints: JointSource,
         cameras: Mapping[str, FrameSource],
         publish: Callable[[Mapping[str, float]], Awaitable[object]],
+        joints_alive: Callable[[], bool] = lambda: False,
     ) -> None:
         self.session_id = session_id
         self.contract = contract
@@ -94,6 +95,7 @@ class ControlLoop:
         self._joints = joints
         self._cameras = cameras
         self._publish = publish
+        self._joints_alive = joints_alive
         self.mapper = JointMapper(contract.state_names, aliases, action_names=contract.action_names)
         self.core = ControlCore.create(
             contract.action_names, contract.chunk_size, settings.rate_hz,
@@ -239,7 +241,10 @@ class ControlLoop:
         for camera, source in self._cameras.items():
             frame = source.latest()
             frame_ages[camera] = None if frame is None else age_since(now, frame.arrived_at)
-        joints_age = age_since(now, self.mapper.last_update) if self.mapper.ready else None
+        joints_age = None
+        if self.mapper.ready:
+            # Unchanged joints are not forwarded: a robot still connected is current.
+            joints_age = 0.0 if self._joints_alive() else age_since(now, self.mapper.last_update)
         return observation_freshness(frame_ages, joints_age, self.settings.stale_after_s)
 
     async def _infer(self, observation: Observation | None) -> None:

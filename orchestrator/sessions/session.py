@@ -130,11 +130,11 @@ class Session:
         url, ws = config.arena_url, config.workspace_id
         self.joints_in = RoboticsConsumer(
             url, ws, config.joint_input_room, f"{self.session_id}-joint-input-consumer",
-            on_emergency_stop=self._on_emergency_stop,
+            on_emergency_stop=self._on_emergency_stop, recreate_room=True,
         )
         self.commands_out = RoboticsProducer(
             url, ws, config.joint_output_room, f"{self.session_id}-joint-output-producer",
-            on_emergency_stop=self._on_emergency_stop,
+            on_emergency_stop=self._on_emergency_stop, recreate_room=True,
         )
         self.cameras = {
             cam: VideoConsumer(url, ws, room, f"{room}-consumer")
@@ -150,8 +150,11 @@ class Session:
             joints=self.joints_in,
             cameras=self.cameras,
             publish=self.commands_out.send_joints,
+            joints_alive=self._robot_publishing,
         )
         self._transition = asyncio.Lock()
+        self._producer_present = False
+        self._presence_task: asyncio.Task[None] | None = None
 
     # -- opening and closing -------------------------------------------------------------
     async def open(self) -> None:
@@ -168,6 +171,9 @@ class Session:
             await self.commands_out.start()
             for camera in self.cameras.values():
                 await camera.start()
+            self._presence_task = asyncio.create_task(
+                self._watch_presence(), name=f"presence-{self.session_id}"
+            )
         except (ArenaUnavailable, ArenaError, OSError, TimeoutError) as exc:
             await self.close(delete_rooms=True)
             raise DependencyUnavailable(
@@ -183,6 +189,11 @@ class Session:
         """Stop the loop, disconnect, delete the rooms this session created. Never raises."""
         with contextlib.suppress(Exception):
             await self.loop.stop()
+        if self._presence_task is not None:
+            self._presence_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._presence_task
+            self._presence_task = None
         closers = [self.joints_in.stop(), self.commands_out.stop(),
                    *(c.stop() for c in self.cameras.values())]
         for result in await asyncio.gather(*closers, return_exceptions=True):
@@ -237,6 +248,25 @@ class Session:
         """Clear the plan and the joint state; connections stay."""
         self.loop.reset()
         self.joints_in.clear()
+
+    def _robot_publishing(self) -> bool:
+        """The Arena server forwards only joints whose value changed, so a robot standing
+        still sends nothing: its last values stay current while it is still connected as
+        the joint-input room's producer."""
+        return self._producer_present and self.joints_in.connected
+
+    async def _watch_presence(self, period_s: float = 1.0) -> None:
+        cfg = self.config
+        while True:
+            try:
+                room = await self._rest.get_robotics_room(cfg.workspace_id, cfg.joint_input_room)
+                self._producer_present = bool(room.get("has_producer"))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # server restarting: assume absent until it answers
+                self._producer_present = False
+                log.debug("session %s: presence check failed: %s", self.session_id, exc)
+            await asyncio.sleep(period_s)
 
     def _on_emergency_stop(self, reason: str) -> None:
         # Latch at once (synchronously: no await between the message and the latch).
