@@ -8,6 +8,7 @@ observation, tagged with ``decision.tick``, and later reports back with ``on_chu
 
 from __future__ import annotations
 
+import math
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -173,8 +174,12 @@ class ControlCore:
             return None
         void = self._in_flight_void or self.safety.latched
         self._in_flight, self._in_flight_void = None, False
-        if latency_s is not None:
+        if latency_s is not None and math.isfinite(latency_s) and latency_s >= 0:
+            # A bad measurement is skipped rather than raised: the request is over either way
+            # and its chunk must not be lost over a statistic.
             self.latency.add(latency_s)
+        if self._last_tick is not None:
+            k_now = max(k_now, self._last_tick)  # never plan a tick already decided
         if void:
             self._n["discarded_chunks"] += 1
             return None

@@ -106,17 +106,26 @@ class LatencyTracker:
         self.prior_s = prior_s
         self.min_samples = min_samples
         self._samples: deque[float] = deque(maxlen=window)
+        self._cache: LatencyStats | None = None
 
     def add(self, latency_s: float) -> None:
         """Record one request's latency; a negative or non-finite value is a ValueError."""
         if not math.isfinite(latency_s) or latency_s < 0:
             raise ValueError(f"latency must be finite and >= 0, got {latency_s}")
         self._samples.append(float(latency_s))
+        self._cache = None
 
     def clear(self) -> None:
         self._samples.clear()
+        self._cache = None
 
     def stats(self) -> LatencyStats:
+        # Asked every tick by the refill decision, changed once per chunk: cache it.
+        if self._cache is None:
+            self._cache = self._compute()
+        return self._cache
+
+    def _compute(self) -> LatencyStats:
         n = len(self._samples)
         if n < self.min_samples:
             p = self.prior_s

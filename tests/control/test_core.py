@@ -190,6 +190,15 @@ def test_reset_clears_the_plan_and_discards_the_answer_in_flight() -> None:
     assert core.on_tick(15, 15 / RATE, True).request_inference
 
 
+def test_a_chunk_reported_with_an_old_k_now_still_skips_decided_ticks() -> None:
+    core = make_core()
+    core.on_tick(0, 0.0, True)
+    for k in range(1, 5):
+        core.on_tick(k, k / RATE, True)
+    core.on_chunk(tick_chunk(0), 0, k_now=1, latency_s=math.nan)  # wrong k_now, bad latency
+    assert core.plan.first_tick == 5 and core.stats().latency.samples == 0
+
+
 def test_an_unexpected_chunk_is_discarded() -> None:
     core = make_core()
     assert core.on_chunk(tick_chunk(3), 3, 4) is None
