@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import grpc
 import numpy as np
 from tritonclient.grpc import InferInput, InferRequestedOutput, KeepAliveOptions
 from tritonclient.grpc import model_config_pb2 as mc
@@ -156,21 +157,31 @@ class TritonClient:
             error = translate(exc, what)
         except TimeoutError:
             error = InferenceTimeout(f"{what}: no answer within {timeout:.3g} s")
+        except grpc.aio.UsageError as exc:  # the channel was closed under this call
+            error = TritonUnavailable(f"{what}: {exc}")
         if isinstance(error, TritonUnavailable) and not isinstance(error, SharedMemoryLost):
             await self._reset(generation)
         raise error
 
     # ---- health ------------------------------------------------------------
-    async def is_server_ready(self) -> bool:
+    async def is_server_ready(self, timeout_s: float | None = None) -> bool:
+        """Never raises: False when the server is down, unreachable or slow."""
         try:
-            return bool(await self._call("server ready", "is_server_ready"))
-        except TritonError:
+            return bool(await self._call("server ready", "is_server_ready", timeout_s=timeout_s))
+        except Exception:
             return False
 
-    async def is_model_ready(self, name: str, version: str = "") -> bool:
+    async def is_model_ready(
+        self, name: str, version: str = "", timeout_s: float | None = None
+    ) -> bool:
+        """Never raises: False when the model is not loaded or the server is down."""
         try:
-            return bool(await self._call(f"model {name!r} ready", "is_model_ready", name, version))
-        except TritonError:
+            return bool(
+                await self._call(
+                    f"model {name!r} ready", "is_model_ready", name, version, timeout_s=timeout_s
+                )
+            )
+        except Exception:
             return False
 
     # ---- model config / contract -------------------------------------------
