@@ -49,6 +49,8 @@ class ControlStats:
     requests: int
     chunks: int  # chunks merged into the plan
     discarded_chunks: int  # answers to requests voided by a reset or an emergency stop
+    rejected_chunks: int  # wrong shape or non-finite values: not merged
+    last_chunk_error: str | None
     failed_requests: int
     dropped_past_actions: int  # chunk actions that arrived after their tick
     in_flight: bool
@@ -86,6 +88,7 @@ class ControlCore:
         self._in_flight_void = False  # its answer must not enter the plan
         self._last_request_tick: int | None = None
         self._primed = False  # a chunk has been merged since start/reset
+        self.last_chunk_error: str | None = None
         self._holds: Counter[str] = Counter()
         self._n = Counter[str]()
 
@@ -167,8 +170,8 @@ class ControlCore:
     ) -> MergeResult | None:
         """The answer to the request made at tick ``k_obs``, arriving after tick ``k_now``
         was decided. Returns None when it is not merged (not the outstanding request, or
-        voided by a reset or an emergency stop). A bad chunk raises ValueError; the request
-        is then over and the plan unchanged."""
+        voided by a reset or an emergency stop, or rejected: wrong shape or non-finite
+        values, see ``last_chunk_error``). Never raises for bad model output."""
         if self._in_flight is None or k_obs != self._in_flight:
             self._n["discarded_chunks"] += 1
             return None
@@ -185,9 +188,12 @@ class ControlCore:
             return None
         try:
             result = self.plan.merge(chunk, k_obs, k_now)
-        except ValueError:
-            self._n["failed_requests"] += 1
-            raise
+        except ValueError as exc:
+            # Bad model output is a failed request: the plan goes on, the next tick may ask
+            # again, and the session reports the error; it never stops the loop.
+            self._n["rejected_chunks"] += 1
+            self.last_chunk_error = str(exc)
+            return None
         self._primed = True
         self._n["chunks"] += 1
         self._n["dropped_past_actions"] += result.dropped_past
@@ -228,6 +234,8 @@ class ControlCore:
             requests=self._n["requests"],
             chunks=self._n["chunks"],
             discarded_chunks=self._n["discarded_chunks"],
+            rejected_chunks=self._n["rejected_chunks"],
+            last_chunk_error=self.last_chunk_error,
             failed_requests=self._n["failed_requests"],
             dropped_past_actions=self._n["dropped_past_actions"],
             in_flight=self.in_flight,

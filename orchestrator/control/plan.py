@@ -117,12 +117,16 @@ class Plan:
 
     def merge(self, chunk: np.ndarray, k_obs: int, k_now: int) -> MergeResult:
         """Align ``chunk`` ([H, action_dim], ``a[i]`` for tick ``k_obs + i``) on ``k_now``,
-        blend it into the plan and trim. Bad shapes raise ValueError and change nothing."""
+        blend it into the plan and trim. A bad shape or a non-finite value raises ValueError
+        and changes nothing."""
         arr = np.asarray(chunk, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] != self.action_dim:
             raise ValueError(
                 f"chunk must have shape [H>=1, {self.action_dim}], got {list(arr.shape)}"
             )
+        if not np.all(np.isfinite(arr)):
+            # One NaN would poison every blend it enters (0 * NaN is NaN), for many ticks.
+            raise ValueError("chunk has non-finite values (NaN or inf)")
         self.drop_through(k_now)  # the plan never holds a tick that has been published
         start = max(0, k_now + 1 - k_obs)  # a[i] with k_obs + i <= k_now is in the past
         limit = k_now + self.max_ahead

@@ -100,13 +100,15 @@ def test_trim_keeps_at_most_max_ahead_ticks() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [np.zeros((3,)), np.zeros((0, 2)), np.zeros((3, 3)), np.zeros((2, 2, 2))]
+    "bad",
+    [np.zeros((3,)), np.zeros((0, 2)), np.zeros((3, 3)), np.zeros((2, 2, 2)),
+     np.array([[0.0, np.nan]]), np.array([[np.inf, 0.0]])],
 )
 def test_bad_chunk_shape_is_a_clear_error_and_changes_nothing(bad: np.ndarray) -> None:
     plan = Plan(2, 5)
     plan.merge(ramp(5, 2), 0, -1)
     before = plan.snapshot()
-    with pytest.raises(ValueError, match="shape"):
+    with pytest.raises(ValueError, match=r"shape|non-finite"):
         plan.merge(bad, 1, 0)
     assert plan.snapshot() == before
 
