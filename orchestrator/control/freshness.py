@@ -30,23 +30,33 @@ def age_since(now: float, stamp: float | None) -> float | None:
 
 
 def observation_freshness(
-    frame_ages: Mapping[str, float | None], joints_age: float | None, max_age: float
+    frame_ages: Mapping[str, float | None],
+    joints_age: float | None,
+    max_age: float,
+    joints_max_age: float | None = None,
 ) -> Freshness:
-    """Fresh only when every camera and the joint state have delivered within ``max_age``.
+    """Fresh only when every camera has delivered within ``max_age`` and the joint state
+    within ``joints_max_age`` (default: ``max_age``).
 
-    Missing sources are reported before stale ones: "waiting" is the normal start-up
-    state, "stale" means a source went quiet. A non-finite age counts as stale.
+    ``joints_max_age=math.inf`` only requires a reading: an Arena room forwards a joint
+    only when its value changes, so an arm holding still sends nothing, and its state is
+    current although old. Missing sources are reported before stale ones: "waiting" is the
+    normal start-up state, "stale" means a source went quiet. A NaN age counts as stale.
     """
     if not math.isfinite(max_age) or max_age <= 0:
         raise ValueError(f"max_age must be finite and > 0, got {max_age}")
-    ages: dict[str, float | None] = {**frame_ages, JOINTS: joints_age}
+    joints_limit = max_age if joints_max_age is None else joints_max_age
+    if math.isnan(joints_limit) or joints_limit <= 0:
+        raise ValueError(f"joints_max_age must be > 0, got {joints_max_age}")
     if JOINTS in frame_ages:
         raise ValueError(f"a camera cannot be called {JOINTS!r}")
+    ages: dict[str, float | None] = {**frame_ages, JOINTS: joints_age}
+    limits = {name: max_age for name in frame_ages} | {JOINTS: joints_limit}
     waiting = tuple(name for name, age in ages.items() if age is None)
     known = [age for age in ages.values() if age is not None]
     oldest = max(known, key=lambda a: a if math.isfinite(a) else math.inf, default=None)
     stale = tuple(name for name, age in ages.items()
-                  if age is not None and not age <= max_age)  # `not <=` catches NaN
+                  if age is not None and not age <= limits[name])  # `not <=` catches NaN
     if any(name != JOINTS for name in waiting):
         return Freshness(False, Reason.WAITING_FOR_FRAMES, waiting, stale, oldest)
     if waiting:

@@ -33,6 +33,16 @@ def test_a_source_that_went_quiet_is_stale() -> None:
     assert f.reason is Reason.STALE_OBSERVATION and f.stale_sources == ("joints",)
 
 
+def test_joints_may_age_by_their_own_limit() -> None:
+    """An arm holding still sends no joint_update; with an infinite joint limit its last
+    reading stays usable while the cameras keep the watchdog honest."""
+    assert observation_freshness({"front": 0.1}, 60.0, 0.5, joints_max_age=math.inf).fresh
+    f = observation_freshness({"front": 0.1}, 2.0, 0.5, joints_max_age=1.0)
+    assert f.reason is Reason.STALE_OBSERVATION and f.stale_sources == ("joints",)
+    f = observation_freshness({"front": 0.1}, None, 0.5, joints_max_age=math.inf)
+    assert f.reason is Reason.WAITING_FOR_JOINTS
+
+
 def test_exactly_max_age_is_still_fresh() -> None:
     assert observation_freshness({"front": 0.5}, 0.5, 0.5).fresh
 
@@ -42,6 +52,8 @@ def test_bad_arguments_are_rejected() -> None:
         observation_freshness({"front": 0.1}, 0.1, 0.0)
     with pytest.raises(ValueError):
         observation_freshness({"joints": 0.1}, 0.1, 1.0)
+    with pytest.raises(ValueError):
+        observation_freshness({"front": 0.1}, 0.1, 1.0, joints_max_age=0.0)
 
 
 def test_age_since() -> None:
