@@ -1,9 +1,17 @@
 """One session's control decisions for one tick, composed from the pure parts.
 
-The asyncio loop stays thin: at each tick it calls ``on_tick`` and publishes
-``decision.command`` (if any); when ``decision.request_inference`` it sends the latest
-observation, tagged with ``decision.tick``, and later reports back with ``on_chunk`` or
-``on_request_failed``. Nothing here waits for inference.
+The asyncio loop stays thin::
+
+    clock = TickClock(t0, rate); k = -1
+    loop: sleep until clock.next_deadline(k); k = clock.next_tick(k, now)
+          fresh = observation_freshness(frame_ages, joint_age_or_None, stale_after_s)
+          d = core.on_tick(k, now, fresh)
+          if d.command is not None: publish(mapper.to_command(d.command))
+          log d.interventions (LogThrottle); if d.request_inference: start a task that
+          sends the latest observation and later calls core.on_chunk(chunk, d.tick, k,
+          latency) or core.on_request_failed(d.tick).
+
+Nothing here waits for inference; ``dataclasses.asdict(core.stats())`` is JSON-ready.
 """
 
 from __future__ import annotations
