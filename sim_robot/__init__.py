@@ -1,0 +1,1 @@
+"""Simulated robot: joint producer/consumer and WebRTC camera producers in Arena rooms."""

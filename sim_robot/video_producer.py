@@ -62,6 +62,7 @@ class _Peer:
     remote_set: bool = False
     pending: list[RTCIceCandidate | EndOfCandidates] = field(default_factory=list)
     connected: bool = False
+    from_listing: bool = False  # offered because the consumer was present when we joined
 
 
 class CameraProducer(VideoRoomClient):
@@ -107,12 +108,18 @@ class CameraProducer(VideoRoomClient):
             return
         for consumer in consumers:
             if isinstance(consumer, str) and consumer not in self._peers:
-                await self._offer(consumer)
+                await self._offer(consumer, from_listing=True)
 
     async def _handle(self, msg: VideoMessage) -> bool:
         if isinstance(msg, ParticipantEvent):
             if msg.type == "participant_joined" and msg.role == "consumer":
-                self._spawn(self._offer(msg.participant_id))
+                peer = self._peers.get(msg.participant_id)
+                # Our post-join listing may already have seen this very join and offered;
+                # a second offer would cross the first one's answer.
+                if peer is None or not peer.from_listing or peer.remote_set:
+                    self._spawn(self._offer(msg.participant_id))
+                else:
+                    peer.from_listing = False  # only once: a later join gets a new offer
             elif msg.type == "participant_left":
                 peer = self._peers.pop(msg.participant_id, None)
                 if peer is not None:
@@ -138,12 +145,12 @@ class CameraProducer(VideoRoomClient):
                     peer.pending.append(candidate)
         return True  # everything else needs no action from a producer
 
-    async def _offer(self, consumer: str) -> None:
+    async def _offer(self, consumer: str, *, from_listing: bool = False) -> None:
         old = self._peers.pop(consumer, None)
         if old is not None:
             await self._drop(old)
         pc = RTCPeerConnection(rtc_configuration(self.ice_servers))
-        peer = _Peer(consumer, pc)
+        peer = _Peer(consumer, pc, from_listing=from_listing)
         self._peers[consumer] = peer
         pc.addTransceiver(CameraTrack(self.source), direction="sendonly")
 
@@ -198,6 +205,17 @@ class CameraProducer(VideoRoomClient):
         for candidate in peer.pending:
             await add_candidate(peer.pc, candidate)
         peer.pending.clear()
+
+    async def drop_peer_connections(self) -> int:
+        """Close every peer connection but stay in the room: a media failure, for tests.
+
+        Consumers see their connection end and must rebuild it (by re-joining, which makes
+        this producer offer again). Returns how many connections were closed.
+        """
+        peers = list(self._peers.values())
+        for peer in peers:
+            await peer.pc.close()
+        return len(peers)
 
     async def _drop(self, peer: _Peer) -> None:
         if peer.connected:

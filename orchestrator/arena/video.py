@@ -92,7 +92,7 @@ class VideoConsumer(VideoRoomClient):
         participant_id: str,
         *,
         timeout_s: float = 5.0,
-        connect_timeout_s: float = 15.0,
+        connect_timeout_s: float = 10.0,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 5.0,
         ice_servers: Sequence[RTCIceServer] = (),
@@ -183,6 +183,17 @@ class VideoConsumer(VideoRoomClient):
         try:
             async with asyncio.timeout(self.timeout_s):
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                if not any(t.kind == "video" and t.mid is not None for t in pc.getTransceivers()):
+                    raise ValueError("the offer has no video")
+                peer.remote_set = True
+                for candidate in peer.pending:
+                    await add_candidate(pc, candidate)
+                peer.pending.clear()
+                # aiortc gathers inside setLocalDescription: localDescription has candidates.
+                await pc.setLocalDescription(await pc.createAnswer())
+        except TimeoutError:
+            self._negotiation_failed(peer, "answering timed out")
+            return
         except Exception as exc:  # aiortc raises assorted types on an SDP it cannot use
             logger.warning("video %s: unusable offer from %s: %r", self.room_id,
                            peer.producer_id, exc)
@@ -191,24 +202,23 @@ class VideoConsumer(VideoRoomClient):
                 del self._peers[peer.producer_id]
                 await close_pc(pc, self.timeout_s)
             return
-        peer.remote_set = True
+        if self._peers.get(peer.producer_id) is not peer:
+            return  # superseded by a newer offer while gathering: its answer would mislead
+        answer = {"type": "answer", "sdp": pc.localDescription.sdp,
+                  "target_producer": peer.producer_id}
+        if not await self.signal(answer):
+            self._negotiation_failed(peer, "answer not delivered")
+            return
         try:
-            for candidate in peer.pending:
-                await add_candidate(pc, candidate)
-            peer.pending.clear()
-            async with asyncio.timeout(self.timeout_s):
-                # aiortc gathers inside setLocalDescription: localDescription has candidates.
-                await pc.setLocalDescription(await pc.createAnswer())
-            answer = {"type": "answer", "sdp": pc.localDescription.sdp,
-                      "target_producer": peer.producer_id}
-            if not await self.signal(answer):
-                raise ConnectionError("answer not delivered")
             async with asyncio.timeout(self.connect_timeout_s):
                 await peer.connected.wait()
-        except (TimeoutError, ConnectionError) as exc:
-            if self._peers.get(peer.producer_id) is peer:
-                self.stats.peer_failures += 1
-                self._rejoin(f"negotiation with {peer.producer_id} failed: {exc!r}")
+        except TimeoutError:
+            self._negotiation_failed(peer, f"not connected within {self.connect_timeout_s} s")
+
+    def _negotiation_failed(self, peer: _Peer, why: str) -> None:
+        if self._peers.get(peer.producer_id) is peer:
+            self.stats.peer_failures += 1
+            self._rejoin(f"negotiation with {peer.producer_id} failed: {why}")
 
     async def _on_candidate(
         self, producer: str, candidate: RTCIceCandidate | EndOfCandidates
