@@ -130,6 +130,11 @@ class ControlCore:
         return self._in_flight is not None
 
     @property
+    def in_flight_tick(self) -> int | None:
+        """The tick of the outstanding request (its observation's tick), if any."""
+        return self._in_flight
+
+    @property
     def last_tick(self) -> int | None:
         return self._last_tick
 
@@ -207,9 +212,10 @@ class ControlCore:
         self._n["dropped_past_actions"] += result.dropped_past
         return result
 
-    def on_request_failed(self, k_obs: int) -> None:
-        """The request made at tick ``k_obs`` ended without a chunk (error, timeout)."""
-        if self._in_flight == k_obs:
+    def on_request_failed(self, k_obs: int | None = None) -> None:
+        """The request made at tick ``k_obs`` (None: the outstanding one, whatever its tick)
+        ended without a chunk (error, timeout, no observation to send)."""
+        if self._in_flight is not None and k_obs in (None, self._in_flight):
             self._in_flight, self._in_flight_void = None, False
             self._n["failed_requests"] += 1
 

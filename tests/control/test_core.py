@@ -132,6 +132,18 @@ def test_a_lost_request_is_retried_after_the_timeout() -> None:
     assert sim.decisions[-1].command is not None
 
 
+def test_a_failure_for_another_request_changes_nothing() -> None:
+    core = make_core()
+    core.on_tick(0, 0.0, True)
+    core.on_tick(1, 1 / RATE, True)
+    assert core.in_flight_tick == 0
+    core.on_request_failed(1)  # not the outstanding request
+    assert core.in_flight and core.stats().failed_requests == 0
+    core.on_request_failed()  # None: the outstanding one, whatever its tick
+    assert not core.in_flight and core.stats().failed_requests == 1
+    assert core.on_tick(2, 2 / RATE, True).request_inference
+
+
 def test_stale_observation_stops_refills_and_reports_why() -> None:
     sim = Sim(make_core(), latency=lambda k: 0.05, fresh=lambda k: not 50 <= k < 100)
     sim.run(150)
