@@ -24,7 +24,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,14 @@ from pathlib import Path
 from types import TracebackType
 
 from orchestrator.triton.local_repository import DerivedModel, copy_if_changed, sync_repository
+from orchestrator.triton.server_process import (
+    SHM_DIR,
+    free_port,
+    reap_group,
+    remove_shm,
+    stop_stale_server,
+    write_pidfile,
+)
 from orchestrator.triton.triton_env import (
     DEFAULT_ENV,
     ENV_VAR,
@@ -50,6 +57,7 @@ from orchestrator.triton.triton_env import (
 __all__ = [
     "DEFAULT_ENV",
     "ENV_VAR",
+    "SHM_DIR",
     "LauncherError",
     "LocalTriton",
     "TritonEnv",
@@ -59,9 +67,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SHM_DIR = Path("/dev/shm")
-
-
 # Servers still running when the interpreter exits (a caller forgot close()).
 _running: weakref.WeakSet[LocalTriton] = weakref.WeakSet()
 
@@ -70,12 +75,6 @@ _running: weakref.WeakSet[LocalTriton] = weakref.WeakSet()
 def _stop_leftovers() -> None:
     for triton in list(_running):
         triton.close()
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LocalTriton:
@@ -108,6 +107,7 @@ class LocalTriton:
         self.repository = self.work_dir / "models"
         self.backend_dir = self.work_dir / "backends"
         self.log_path = self.work_dir / "tritonserver.log"
+        self.pid_path = self.work_dir / "tritonserver.pid"
         self.only_models = list(models) if models is not None else None
         self._auto_ports = not (http_port or grpc_port or metrics_port)
         self._started_once = False
@@ -235,6 +235,7 @@ class LocalTriton:
 
     def _spawn(self, timeout_s: float) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        stop_stale_server(self.pid_path, self.repository)
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
         try:
             self._proc = subprocess.Popen(
@@ -248,6 +249,7 @@ class LocalTriton:
             )
         finally:
             log_file.close()
+        write_pidfile(self.pid_path, self._proc.pid, self.shm_prefix)
         log.info("tritonserver pid %d: grpc %s http %s", self._proc.pid, self.grpc_url,
                  self.http_url)
         try:
@@ -325,11 +327,9 @@ class LocalTriton:
         self.stop()
 
     def _reap(self, pgid: int) -> None:
-        # Stubs live in the server's process group; after a crash they may outlive it.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-        for path in SHM_DIR.glob(self.shm_prefix + "*"):
-            path.unlink(missing_ok=True)
+        reap_group(pgid)  # stubs live in the server's group; after a crash they may outlive it
+        remove_shm(self.shm_prefix)
+        self.pid_path.unlink(missing_ok=True)
 
     def close(self) -> None:
         _running.discard(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -169,3 +170,30 @@ def test_auto_ports_move_when_one_is_taken_before_the_server_binds(
             assert triton.is_running() and busy not in (triton.http_port, triton.grpc_port)
         finally:
             triton.close()
+
+
+def test_a_server_left_by_a_killed_parent_is_stopped_on_the_next_start(tmp_path: Path) -> None:
+    """A parent killed hard cannot stop its server: the next start on that work dir does."""
+    write_tiny_model(tmp_path / "repo", tiny_contract("m"))
+    first = LocalTriton(tmp_path / "repo", work_dir=tmp_path / "work")
+    first.start()
+    orphan = first.pid
+    assert orphan is not None
+    first._proc = None  # forget it, as a SIGKILLed parent would
+    second = LocalTriton(
+        tmp_path / "repo", work_dir=tmp_path / "work",
+        http_port=first.http_port, grpc_port=first.grpc_port, metrics_port=first.metrics_port,
+    )  # fmt: skip
+    try:
+        second.start()  # the same ports: only possible once the orphan is gone
+        assert second.is_running() and second.pid != orphan
+        assert group_members(orphan) == []
+        assert not list(SHM_DIR.glob(first.shm_prefix + "*"))
+    finally:
+        second.close()
+        reap_group_if_alive(orphan)
+
+
+def reap_group_if_alive(pgid: int) -> None:
+    if group_members(pgid):
+        os.killpg(pgid, signal.SIGKILL)
