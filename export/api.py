@@ -34,7 +34,8 @@ class ExportResult:
     config_path: Path
     contract: ModelContract
     parity_max_abs_error: float
-    export_seconds: float  # load + trace + parity + write
+    export_seconds: float  # everything: checks, load, trace, parity, write
+    timings: Mapping[str, float]  # seconds per step: load, trace, parity, write
     notes: tuple[str, ...]  # fallbacks the user should know about (default joint names, fps)
 
 
@@ -134,14 +135,19 @@ def export_checkpoint(
 
     with StagedModel(repo, name) as staged:
         logger.info("loading checkpoint with LeRobot (offline, CPU)")
+        t0 = time.perf_counter()
         loaded = load_policy(info)
+        timings = {"load": time.perf_counter() - t0}
         logger.info(
             "exporting ONNX graph (%d camera(s), chunk %d)", len(info.cameras), info.chunk_size
         )
         t0 = time.perf_counter()
         export_onnx(loaded, info, staged.onnx_path)
-        logger.info("traced in %.1f s; checking parity with ONNX Runtime", time.perf_counter() - t0)
+        timings["trace"] = time.perf_counter() - t0
+        logger.info("traced in %.1f s; checking parity with ONNX Runtime", timings["trace"])
+        t0 = time.perf_counter()
         err = max_abs_error(loaded, info, staged.onnx_path, parity_batch_sizes)
+        timings["parity"] = time.perf_counter() - t0
         logger.info("parity: max abs error %.3g (tolerance %g)", err, parity_tolerance)
         if not math.isfinite(err) or err > parity_tolerance:
             raise ExportError(
@@ -162,7 +168,9 @@ def export_checkpoint(
             instances=instances,
             kind=kind,
         )
+        t0 = time.perf_counter()
         version_dir = staged.commit(render_config(config), chosen)
+        timings["write"] = time.perf_counter() - t0
     model_dir = version_dir.parent
     return ExportResult(
         model_dir=model_dir,
@@ -172,5 +180,6 @@ def export_checkpoint(
         contract=contract,
         parity_max_abs_error=err,
         export_seconds=time.perf_counter() - started,
+        timings=timings,
         notes=robot.notes,
     )

@@ -44,6 +44,7 @@ class CheckpointSpec:
     dim_feedforward: int = 64
     n_encoder_layers: int = 1
     n_decoder_layers: int = 1
+    n_vae_encoder_layers: int = 1  # training-only, but its weights are in the checkpoint
     latent_dim: int = 8
     # NormalizationMode names per feature type, as in ACTConfig.normalization_mapping.
     normalization: dict[str, str] = field(
@@ -78,6 +79,21 @@ TWO_CAMERAS = CheckpointSpec(
     normalization={"VISUAL": "MEAN_STD", "STATE": "MIN_MAX", "ACTION": "MIN_MAX"},
     record_imagenet_backbone=True,
     seed=1,
+)
+# LeRobot's ACTConfig defaults with one 480x640 camera and 6 joints: what users train.
+DEFAULT_ACT = CheckpointSpec(
+    cameras=("front",),
+    image_size=(480, 640),
+    chunk_size=100,
+    n_action_steps=100,
+    dim_model=512,
+    n_heads=8,
+    dim_feedforward=3200,
+    n_encoder_layers=4,
+    n_decoder_layers=1,
+    n_vae_encoder_layers=4,
+    latent_dim=32,
+    record_imagenet_backbone=True,
 )
 DEMO = CheckpointSpec(
     cameras=("front",),
@@ -166,7 +182,7 @@ def build_checkpoint(spec: CheckpointSpec, folder: str | Path) -> BuiltCheckpoin
         dim_feedforward=spec.dim_feedforward,
         n_encoder_layers=spec.n_encoder_layers,
         n_decoder_layers=spec.n_decoder_layers,
-        n_vae_encoder_layers=1,
+        n_vae_encoder_layers=spec.n_vae_encoder_layers,
         latent_dim=spec.latent_dim,
         pretrained_backbone_weights=None,
         normalization_mapping={k: NormalizationMode(v) for k, v in spec.normalization.items()},
