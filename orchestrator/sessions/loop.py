@@ -250,7 +250,7 @@ class ControlLoop:
     async def _infer(self, observation: Observation | None) -> None:
         if observation is None:  # a source vanished between the decision and the snapshot
             await asyncio.sleep(self.settings.retry_backoff_s)
-            self.core.on_request_failed(self.core.last_tick or 0)
+            self.core.on_request_failed()
             return
         k_obs = observation.tick
         started = time.monotonic()
@@ -270,11 +270,12 @@ class ControlLoop:
         latency = time.monotonic() - started
         metrics.INFERENCE_LATENCY.labels(self.session_id).observe(latency)
         k_now = self.core.last_tick if self.core.last_tick is not None else k_obs
-        try:
-            merged = self.core.on_chunk(output[0], k_obs, k_now, latency)
-        except ValueError as exc:
-            self._record_failure(exc)
-            return
+        self.core.last_chunk_error = None
+        merged = self.core.on_chunk(output[0], k_obs, k_now, latency)
+        if merged is None and self.core.last_chunk_error:
+            self._errors["bad_chunk"] += 1
+            self._warn.log(logging.WARNING, "bad_chunk", "session %s: chunk rejected: %s",
+                           self.session_id, self.core.last_chunk_error)
         if merged is not None:
             self._chunk_obs = observation
             self.recent_chunks.append((observation, np.array(output[0])))
