@@ -20,7 +20,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.arena.messages import JointUpdate, StateSync
 from orchestrator.arena.robotics import RoboticsConsumer, RoboticsProducer
 from sim_robot.camera import CameraSource
 from sim_robot.video_producer import CameraProducer, IceMode
@@ -36,20 +35,9 @@ _HISTORY = 100_000
 @dataclass(frozen=True, slots=True)
 class ReceivedCommand:
     arrived_at: float  # time.monotonic() on arrival
-    values: dict[str, float]  # the entries of one joint_update (changed joints only: quirk)
-
-
-class _CommandConsumer(RoboticsConsumer):
-    """A RoboticsConsumer that also hands every joint_update to the robot as it arrives."""
-
-    def __init__(self, robot: SimRobot, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._robot = robot
-
-    def _on_joints(self, msg: JointUpdate | StateSync) -> None:
-        super()._on_joints(msg)
-        if isinstance(msg, JointUpdate) and msg.data:
-            self._robot._on_command({e.name: e.value for e in msg.data}, time.monotonic())
+    # The joints that changed: one joint_update's entries (the server forwards only changed
+    # values), or a non-empty state_sync when (re)joining a room that already had commands.
+    values: dict[str, float]
 
 
 class SimRobot:
@@ -99,15 +87,16 @@ class SimRobot:
         self.ticks = 0
 
         self._state_out: RoboticsProducer | None = None
-        self._commands_in: _CommandConsumer | None = None
+        self._commands_in: RoboticsConsumer | None = None
         if joint_input is not None:
             self._state_out = RoboticsProducer(
                 server, workspace, joint_input, f"{self.robot_id}-joint-input-producer"
             )
         if joint_output is not None:
-            self._commands_in = _CommandConsumer(
-                self, server, workspace, joint_output, f"{self.robot_id}-joint-output-consumer",
+            self._commands_in = RoboticsConsumer(
+                server, workspace, joint_output, f"{self.robot_id}-joint-output-consumer",
                 on_emergency_stop=self._on_emergency_stop,
+                on_joints=lambda changed: self._on_command(changed, time.monotonic()),
             )
         self.cameras: dict[str, CameraSource] = {}
         self.camera_producers: dict[str, CameraProducer] = {}
