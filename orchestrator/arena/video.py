@@ -26,6 +26,7 @@ from aiortc import (
     RTCIceCandidate,
     RTCIceServer,
     RTCPeerConnection,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
@@ -74,6 +75,7 @@ class VideoStats(RoomStats):
 class _Peer:
     producer_id: str
     pc: RTCPeerConnection
+    transceiver: RTCRtpTransceiver = field(init=False)
     remote_set: bool = False
     pending: list[RTCIceCandidate | EndOfCandidates] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -155,11 +157,12 @@ class VideoConsumer(VideoRoomClient):
         peer = _Peer(producer, pc)
         peer.pending.extend(self._early.pop(producer, []))
         self._peers[producer] = peer
-        pc.addTransceiver("video", direction="recvonly")
+        peer.transceiver = pc.addTransceiver("video", direction="recvonly")
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
-            if track.kind == "video":
+            # Only our transceiver's track: it takes the offer's first video section.
+            if track is peer.transceiver.receiver.track:
                 self._spawn(self._read_track(peer, track))
 
         @pc.on("connectionstatechange")
@@ -183,8 +186,13 @@ class VideoConsumer(VideoRoomClient):
         try:
             async with asyncio.timeout(self.timeout_s):
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
-                if not any(t.kind == "video" and t.mid is not None for t in pc.getTransceivers()):
+                if peer.transceiver.mid is None:
                     raise ValueError("the offer has no video")
+                # Decline any other section (audio, a second video): nobody would read its
+                # frames, and aiortc would queue them without bound.
+                for transceiver in pc.getTransceivers():
+                    if transceiver is not peer.transceiver:
+                        transceiver.direction = "inactive"
                 peer.remote_set = True
                 for candidate in peer.pending:
                     await add_candidate(pc, candidate)

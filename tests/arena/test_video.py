@@ -6,12 +6,14 @@ import asyncio
 
 import numpy as np
 import pytest
+from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription
 
 from orchestrator.arena.rest import ArenaRest
 from orchestrator.arena.video import VideoConsumer
-from sim_robot.camera import CameraSource
+from orchestrator.arena.webrtc import rtc_configuration
+from sim_robot.camera import CameraSource, CameraTrack
 from sim_robot.video_producer import CameraProducer, IceMode
-from tests.arena.conftest import eventually, join
+from tests.arena.conftest import eventually, join, recv_type
 from tests.arena.video_helpers import decoded_frames, pid, running, sample
 from tests.support.arena import ArenaServerThread
 
@@ -147,3 +149,39 @@ async def test_simultaneous_joins_connect_first_time(
         finally:
             await asyncio.gather(consumer.stop(), producer.stop())
         assert consumer.stats.peer_failures == 0 and consumer.stats.reconnects == 0
+
+
+async def test_offer_with_audio_and_a_second_video_uses_the_first_video_only(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str
+) -> None:
+    """A browser-like producer may offer more than one camera: we take the first video
+    section and decline the rest, so no unread frames pile up inside aiortc."""
+    room = await rest.create_video_room(workspace, "cam-multi")
+    consumer_id = pid("consumer")
+    consumer = VideoConsumer(arena.base_url, workspace, room, consumer_id)
+    async with running(consumer):
+        await eventually(lambda: consumer.stats.joined, "consumer joined")
+        ws, _ = await join(arena.base_url, "video", workspace, room, "multi", "producer")
+        pc = RTCPeerConnection(rtc_configuration())
+        try:
+            main = CameraSource(320, 240, fps=30)
+            pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+            pc.addTransceiver(CameraTrack(main), direction="sendonly")
+            pc.addTransceiver(CameraTrack(CameraSource(160, 120, fps=30)), direction="sendonly")
+            await pc.setLocalDescription(await pc.createOffer())
+            await rest.signal(workspace, room, "multi", {
+                "type": "offer", "sdp": pc.localDescription.sdp, "target_consumer": consumer_id,
+            })
+            answer = (await recv_type(ws, "webrtc_answer"))["answer"]["sdp"]
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            indices = await decoded_frames(consumer, 5)
+            frame = consumer.latest()
+        finally:
+            await pc.close()
+            await ws.close()
+    sections = answer.split("\r\nm=")[1:]
+    assert [sec.split(" ")[0] for sec in sections] == ["audio", "video", "video"]
+    assert ["a=inactive" in sec for sec in sections] == [True, False, True]
+    assert "a=recvonly" in sections[1]
+    assert frame is not None and frame.rgb.shape == (240, 320, 3)
+    assert all(main.sent_at(i) is not None for i in indices)
