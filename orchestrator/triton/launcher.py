@@ -40,6 +40,7 @@ from types import TracebackType
 from orchestrator.triton.local_repository import DerivedModel, copy_if_changed, sync_repository
 from orchestrator.triton.server_process import (
     SHM_DIR,
+    WorkDirBusy,
     free_port,
     reap_group,
     remove_shm,
@@ -213,6 +214,10 @@ class LocalTriton:
         """Derive the repository, start the server and wait until it and its models are ready."""
         if self.is_running():
             return self
+        try:
+            stop_stale_server(self.pid_path, self.repository)
+        except WorkDirBusy as exc:
+            raise LauncherError(str(exc)) from exc
         self.sync()
         self._prepare_backend()
         for attempt in range(3):
@@ -235,7 +240,6 @@ class LocalTriton:
 
     def _spawn(self, timeout_s: float) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        stop_stale_server(self.pid_path, self.repository)
         log_file = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
         try:
             self._proc = subprocess.Popen(
@@ -363,12 +367,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(python backend + ONNX Runtime). SIGHUP re-syncs and reloads the models.",
     )
     parser.add_argument("--model-repository", default="model_repository")
-    parser.add_argument("--work-dir", default=None, help="default: a temporary folder")
+    parser.add_argument("--work-dir", default="build/local-triton",
+                        help="derived repository, backend, log, pid file")
     parser.add_argument("--triton-env", default=None, help=f"default: ${ENV_VAR} or .venv-triton")
     parser.add_argument("--model", action="append", dest="models", help="load only these")
-    parser.add_argument("--grpc-port", type=int, default=8001)
-    parser.add_argument("--http-port", type=int, default=8000)
-    parser.add_argument("--metrics-port", type=int, default=8002)
+    # The stack's defaults (Settings.local_triton_port_base); 0 picks a free port.
+    parser.add_argument("--http-port", type=int, default=8100)
+    parser.add_argument("--grpc-port", type=int, default=8101)
+    parser.add_argument("--metrics-port", type=int, default=8102)
     parser.add_argument("--ort-threads", type=int, default=1)
     parser.add_argument("--timeout", type=float, default=60.0)
     parser.add_argument("--verbose", action="store_true")

@@ -27,8 +27,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class WorkDirBusy(RuntimeError):
+    """Another live process runs a server on this work dir."""
+
+
 def write_pidfile(path: Path, pid: int, shm_prefix: str) -> None:
-    path.write_text(json.dumps({"pid": pid, "shm_prefix": shm_prefix}))
+    record = {"pid": pid, "parent": os.getpid(), "shm_prefix": shm_prefix}
+    path.write_text(json.dumps(record))
 
 
 def _cmdline(pid: int) -> list[str]:
@@ -62,15 +67,22 @@ def stop_stale_server(pidfile: Path, repository: Path, timeout_s: float = 10.0) 
     """Stop the server a previous run left on this work dir; True if there was one.
 
     Only a process whose command line names this very derived repository is
-    touched: a recycled pid belonging to something else is left alone.
+    touched (a recycled pid belonging to something else is left alone), and only
+    when the process that started it is gone: a live owner raises WorkDirBusy.
     """
     try:
         record = json.loads(pidfile.read_text())
-        pid, prefix = int(record["pid"]), str(record["shm_prefix"])
+        pid, parent = int(record["pid"]), int(record["parent"])
+        prefix = str(record["shm_prefix"])
     except (OSError, ValueError, KeyError, TypeError):
         return False
     marker = f"--model-repository={repository}"
     found = _alive(pid) and marker in _cmdline(pid)
+    if found and parent != os.getpid() and _alive(parent):
+        raise WorkDirBusy(
+            f"tritonserver {pid} of process {parent} is running on {repository.parent}; "
+            "stop it or use another work dir"
+        )
     if found:
         log.warning("stopping tritonserver %d left behind by an earlier run", pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -137,6 +137,10 @@ async def test_cli_serves_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path)
             proc.send_signal(signal.SIGHUP)
             assert "reloaded" in await readline(proc.stdout)
             assert await client.is_model_ready("cli_model", "2")
+            # Its work dir is taken while it runs: another launcher must not touch that server.
+            with pytest.raises(LauncherError, match="running on"):
+                LocalTriton(repo, work_dir=tmp_path / "work").start()
+            assert await client.is_model_ready("cli_model", "2")
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 60) == 0
     finally:
