@@ -148,6 +148,12 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         raise ExportError(f"checkpoint folder not found: {folder}")
     if not folder.is_dir():
         raise ExportError(f"checkpoint path is not a folder: {folder}")
+    if (
+        not (folder / CONFIG_FILE).is_file()
+        and (folder / "pretrained_model" / CONFIG_FILE).is_file()
+    ):
+        # A training checkpoint folder (checkpoints/last): the policy sits one level down.
+        folder = folder / "pretrained_model"
     if not (folder / CONFIG_FILE).is_file():
         raise ExportError(f"not a LeRobot checkpoint: {folder / CONFIG_FILE} not found")
     config = _read_json(folder / CONFIG_FILE, "policy config")

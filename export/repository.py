@@ -41,13 +41,15 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
-def _probe_writable(folder: Path, what: str) -> None:
+def _probe_writable(folder: Path, problem: str) -> None:
+    """Create and delete a file in ``folder``: the only honest writability test
+    (permission bits say nothing for root, read-only mounts or full disks)."""
     if not folder.is_dir():
-        raise ExportError(f"repository {what} {folder} is not a folder")
+        raise ExportError(f"{problem}: {folder} is not a folder")
     try:
         fd, probe = tempfile.mkstemp(prefix=".export-probe-", dir=folder)
     except OSError as exc:
-        raise ExportError(f"repository {what} {folder} is not writable: {exc.strerror}") from exc
+        raise ExportError(f"{problem}: {folder} is not writable ({exc.strerror})") from exc
     os.close(fd)
     os.unlink(probe)
 
@@ -56,16 +58,19 @@ def check_repository(repository: Path, name: str) -> None:
     """Fail early, before the slow export, if the model could not be written."""
     repository = repository.absolute()
     if repository.exists():
-        _probe_writable(repository, "folder")
+        _probe_writable(repository, f"cannot write to repository {repository}")
     else:
-        _probe_writable(_nearest_existing(repository), "path: its existing ancestor")
+        _probe_writable(_nearest_existing(repository), f"cannot create repository {repository}")
     # Staging happens next to the repository (see StagedModel), so that must be writable too.
-    _probe_writable(_nearest_existing(repository.parent), "parent")
+    _probe_writable(
+        _nearest_existing(repository.parent),
+        f"cannot stage the export next to repository {repository}",
+    )
     model_dir = repository / name
     if model_dir.exists() and not model_dir.is_dir():
         raise ExportError(f"{model_dir} exists and is not a model folder")
     if model_dir.is_dir():
-        _probe_writable(model_dir, "model folder")
+        _probe_writable(model_dir, f"cannot add a version to {model_dir}")
 
 
 def existing_versions(model_dir: Path) -> list[int]:

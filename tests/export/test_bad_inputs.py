@@ -121,7 +121,8 @@ def test_repository_that_is_a_file(exported_repository: ExportedRepository, tmp_
     proc = run_export_cli(
         exported_repository.checkpoint.path, "--repository", target, "--name", "m"
     )
-    _assert_clean_failure(proc.returncode, proc.stderr, "is not a folder")
+    _assert_clean_failure(proc.returncode, proc.stderr, "cannot write to repository")
+    assert "is not a folder" in proc.stderr
     assert snapshot_tree(tmp_path) == before
 
 
@@ -136,7 +137,8 @@ def test_repository_under_a_file(exported_repository: ExportedRepository, tmp_pa
         "--name",
         "m",
     )
-    _assert_clean_failure(proc.returncode, proc.stderr, "not a folder")
+    _assert_clean_failure(proc.returncode, proc.stderr, "cannot create repository")
+    assert "blocker is not a folder" in proc.stderr
     assert snapshot_tree(tmp_path) == before
 
 
@@ -151,7 +153,7 @@ def test_read_only_repository(exported_repository: ExportedRepository, tmp_path:
         )
     finally:
         repo.chmod(0o755)
-    _assert_clean_failure(proc.returncode, proc.stderr, "is not writable")
+    _assert_clean_failure(proc.returncode, proc.stderr, "cannot write to repository")
     assert snapshot_tree(tmp_path) == before
 
 

@@ -207,3 +207,12 @@ def test_demo_checkpoint_exports_as_demo(tmp_path: Path) -> None:
     assert contract.info["demo"] == "true"
     assert contract.image_sizes == {"front": (96, 128)}
     assert result.parity_max_abs_error <= 1e-4
+
+
+def test_training_checkpoint_folder_is_accepted(exported_repository: ExportedRepository) -> None:
+    """``outputs/.../checkpoints/last`` holds the policy in ``pretrained_model/``."""
+    built = exported_repository.checkpoint
+    info = inspect_checkpoint(built.path.parent)
+    assert info.path == built.path
+    assert info.cameras == ("front",)
+    assert (info.state_dim, info.action_dim, info.chunk_size) == (6, 6, 10)
