@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import av
 import numpy as np
 from aiortc import (
     MediaStreamTrack,
@@ -107,12 +108,24 @@ class VideoConsumer(VideoRoomClient):
         )
         self.connect_timeout_s = connect_timeout_s
         self._latest: Frame | None = None
+        # The newest decoded frame, converted to RGB only when someone asks for it: a
+        # consumer that looks rarely never pays for the frames it skips.
+        self._pending: tuple[av.VideoFrame, float, int] | None = None
         self._seq = 0
         self._peers: dict[str, _Peer] = {}
         self._early: dict[str, list[RTCIceCandidate | EndOfCandidates]] = {}
 
     def latest(self) -> Frame | None:
         """The newest decoded frame (None until the first one)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            frame, arrived, seq = pending
+            try:
+                rgb = frame.to_ndarray(format="rgb24")
+            except ValueError as exc:  # e.g. a pixel format PyAV cannot convert
+                logger.warning("video %s: unusable frame: %r", self.room_id, exc)
+            else:
+                self._latest = Frame(rgb=rgb, arrived_at=arrived, seq=seq)
         return self._latest
 
     # -- messages ---------------------------------------------------------------------------
@@ -253,13 +266,11 @@ class VideoConsumer(VideoRoomClient):
             except MediaStreamError:
                 break
             arrived = time.monotonic()
-            try:
-                rgb = frame.to_ndarray(format="rgb24")  # type: ignore[union-attr]
-            except (AttributeError, ValueError) as exc:
-                logger.warning("video %s: unusable frame: %r", self.room_id, exc)
+            if not isinstance(frame, av.VideoFrame):
                 continue
+            # Overwrite the slot: frames never wait for the caller.
             self._seq += 1
-            self._latest = Frame(rgb=rgb, arrived_at=arrived, seq=self._seq)
+            self._pending = (frame, arrived, self._seq)
             self.stats.frames += 1
         if self._peers.get(peer.producer_id) is peer and not self._stopping:
             self.stats.connected = False

@@ -30,7 +30,11 @@ async def test_640x480_at_least_20_fps_with_frame_index_read_back(
         # fps >= 20 is the spec's functional requirement; counted over 3 s so one hiccup of
         # a loaded machine does not decide it.
         window = await sample(consumer, source, 3.0)
+        # A caller that looks rarely gets the newest frame, not a backlog.
+        await asyncio.sleep(0.5)
         latest = consumer.latest()
+        assert latest is not None and latest.seq == consumer.stats.frames
+        assert consumer.latest() is latest  # nothing new arrived in between: same frame
 
     assert window.fps >= 20, f"{window.fps:.1f} fps over {window.seconds:.1f} s"
     assert latest is not None
