@@ -31,7 +31,13 @@ from orchestrator.arena.messages import (
     VideoMessage,
     parse_video,
 )
-from orchestrator.arena.rest import ArenaError, ArenaRest, ArenaUnavailable, check_base_url
+from orchestrator.arena.rest import (
+    ArenaError,
+    ArenaRest,
+    ArenaUnavailable,
+    JoinRefused,
+    check_base_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +45,6 @@ Role = Literal["producer", "consumer"]
 
 # Signaling messages are small (an SDP with many candidates is a few kB); the cap bounds memory.
 MAX_MESSAGE_BYTES = 1024 * 1024
-
-
-class JoinError(Exception):
-    """The server refused the join, or did not confirm it in time."""
 
 
 class EndOfCandidates:
@@ -133,27 +135,34 @@ async def join_video_room(
     base_url: str, workspace: str, room_id: str, participant_id: str, role: Role,
     timeout_s: float,
 ) -> ClientConnection:
-    """Open the room's WebSocket and complete the join handshake (or raise JoinError/OSError)."""
+    """Open the room's WebSocket and complete the join handshake.
+
+    Raises JoinRefused when the server says no, ArenaUnavailable when it cannot be reached or
+    does not confirm the join in time (a malformed join is never answered).
+    """
     url = http_to_ws(base_url) + room_path(workspace, room_id) + "/ws"
-    ws = await connect(
-        url, open_timeout=timeout_s, proxy=None, max_size=MAX_MESSAGE_BYTES,
-        ping_interval=10, ping_timeout=10, close_timeout=2,
-    )
+    try:
+        ws = await connect(
+            url, open_timeout=timeout_s, proxy=None, max_size=MAX_MESSAGE_BYTES,
+            ping_interval=10, ping_timeout=10, close_timeout=2,
+        )
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        raise ArenaUnavailable(f"cannot connect to {url}: {exc!r}") from exc
     try:
         await ws.send(json.dumps({"participant_id": participant_id, "role": role}))
-        # A malformed or lost join is never answered: bound the wait ourselves.
         async with asyncio.timeout(timeout_s):
             while True:
                 msg = parse_video(await ws.recv())
                 if isinstance(msg, Joined):
                     return ws
                 if isinstance(msg, ErrorMessage):
-                    raise JoinError(f"join refused: {msg.message!r}")
-    except TimeoutError as exc:
+                    raise JoinRefused(msg.message)
+    except BaseException as exc:
         await ws.close()
-        raise JoinError(f"no 'joined' within {timeout_s} s") from exc
-    except BaseException:
-        await ws.close()
+        if isinstance(exc, TimeoutError):
+            raise ArenaUnavailable(f"{url}: no 'joined' within {timeout_s} s") from exc
+        if isinstance(exc, WebSocketException | OSError):
+            raise ArenaUnavailable(f"{url}: join failed: {exc!r}") from exc
         raise
 
 
@@ -161,7 +170,7 @@ async def join_video_room(
 class RoomStats:
     malformed: int = 0  # messages dropped because they did not match the protocol
     ignored: int = 0  # valid messages of a type this client has no use for
-    reconnects: int = 0  # joins after the first one (socket drops, refusals, re-joins)
+    reconnects: int = 0  # successful re-joins after the first join
     joined: bool = False  # the room's WebSocket is joined right now
 
 
@@ -178,8 +187,13 @@ class VideoRoomClient:
         timeout_s: float, backoff_initial_s: float, backoff_max_s: float,
         ice_servers: Sequence[RTCIceServer], stats: RoomStats,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        http_to_ws(self.base_url)  # validate early
+        self.base_url = check_base_url(base_url)
+        for what, value in (("workspace", workspace), ("room_id", room_id),
+                            ("participant_id", participant_id)):
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+        if not (timeout_s > 0 and 0 < backoff_initial_s <= backoff_max_s):
+            raise ValueError("timeouts and backoff delays must be positive (initial <= max)")
         self.workspace = workspace
         self.room_id = room_id
         self.participant_id = participant_id
@@ -195,12 +209,20 @@ class VideoRoomClient:
         self._stopping = False
 
     async def start(self) -> None:
-        """Join in the background (and keep re-joining until stop())."""
+        """Join the room (raises ArenaUnavailable / JoinRefused), then keep re-joining in the
+        background whenever the socket drops, until stop()."""
         if self._runner is not None:
             raise RuntimeError(f"{type(self).__name__} already started")
         self._stopping = False
         self._rest = ArenaRest(self.base_url, timeout_s=self.timeout_s)
-        self._runner = asyncio.create_task(self._run(), name=f"{self.role}-{self.room_id}")
+        try:
+            ws = await join_video_room(self.base_url, self.workspace, self.room_id,
+                                       self.participant_id, self.role, self.timeout_s)
+        except BaseException:
+            await self._rest.aclose()
+            self._rest = None
+            raise
+        self._runner = asyncio.create_task(self._run(ws), name=f"{self.role}-{self.room_id}")
 
     async def stop(self) -> None:
         """Leave the room, close every peer connection, cancel and await every task."""
@@ -250,33 +272,37 @@ class VideoRoomClient:
             return False
         return True
 
-    async def _run(self) -> None:
+    async def _run(self, ws: ClientConnection | None) -> None:
         attempt = 0
-        first = True
         while not self._stopping:
-            if not first:
-                self._room_stats.reconnects += 1
-            first = False
-            try:
-                ws = await join_video_room(
-                    self.base_url, self.workspace, self.room_id, self.participant_id,
-                    self.role, self.timeout_s,
-                )
-            except (OSError, TimeoutError, JoinError, WebSocketException) as exc:
-                logger.info("%s %s: join failed: %r", self.role, self.room_id, exc)
-            else:
-                attempt = 0
+            if ws is None:
                 try:
-                    await self._session(ws)
-                finally:
-                    self._room_stats.joined = False
-                    self._ws = None
-                    await ws.close()
-                    await self._close_peers()
-            if self._stopping:
-                break
-            await asyncio.sleep(backoff_delay(attempt, self.backoff_initial_s, self.backoff_max_s))
-            attempt += 1
+                    ws = await join_video_room(
+                        self.base_url, self.workspace, self.room_id, self.participant_id,
+                        self.role, self.timeout_s,
+                    )
+                except (ArenaUnavailable, JoinRefused) as exc:
+                    logger.info("%s %s: join failed: %s", self.role, self.room_id, exc)
+                    await asyncio.sleep(
+                        backoff_delay(attempt, self.backoff_initial_s, self.backoff_max_s)
+                    )
+                    attempt += 1
+                    continue
+                self._room_stats.reconnects += 1
+            attempt = 0
+            try:
+                await self._session(ws)
+            except Exception:  # a bug must not end the supervision: log it, re-join
+                logger.exception("%s %s: session failed", self.role, self.room_id)
+            finally:
+                self._room_stats.joined = False
+                self._ws = None
+                await ws.close()
+                await self._close_peers()
+            ws = None
+            if not self._stopping:
+                # A short pause even after a clean close, so a flapping room cannot spin us.
+                await asyncio.sleep(backoff_delay(0, self.backoff_initial_s, self.backoff_max_s))
 
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription
 
-from orchestrator.arena.rest import ArenaRest
+from orchestrator.arena.rest import ArenaRest, ArenaUnavailable, JoinRefused
 from orchestrator.arena.video import VideoConsumer
 from orchestrator.arena.webrtc import rtc_configuration
 from sim_robot.camera import CameraSource, CameraTrack
 from sim_robot.video_producer import CameraProducer, IceMode
 from tests.arena.conftest import eventually, join, recv_type
 from tests.arena.video_helpers import decoded_frames, pid, running, sample
-from tests.support.arena import ArenaServerThread
+from tests.support.arena import ArenaServerThread, free_port
 
 
 async def test_640x480_at_least_20_fps_with_frame_index_read_back(
@@ -189,3 +189,21 @@ async def test_offer_with_audio_and_a_second_video_uses_the_first_video_only(
     assert "a=recvonly" in sections[1]
     assert frame is not None and frame.rgb.shape == (240, 320, 3)
     assert all(main.sent_at(i) is not None for i in indices)
+
+
+async def test_start_fails_clearly_without_server_or_room(
+    arena: ArenaServerThread, workspace: str
+) -> None:
+    before = asyncio.all_tasks()
+    nobody = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ArenaUnavailable):
+        await VideoConsumer(nobody, workspace, "cam", pid("consumer"), timeout_s=2).start()
+    with pytest.raises(JoinRefused):
+        await VideoConsumer(arena.base_url, workspace, "no-such-room", pid("consumer")).start()
+    with pytest.raises(ValueError):
+        VideoConsumer("ftp://127.0.0.1", workspace, "cam", pid("consumer"))
+    with pytest.raises(ValueError):
+        VideoConsumer(arena.base_url, workspace, "", pid("consumer"))
+    with pytest.raises(ValueError):
+        VideoConsumer(arena.base_url, workspace, "cam", pid("consumer"), timeout_s=0)
+    assert asyncio.all_tasks() - before <= {asyncio.current_task()}
