@@ -29,7 +29,7 @@ log = logging.getLogger("orchestrator.stack")
 DEMO_MODEL = "act_demo"
 
 
-class _Server(uvicorn.Server):
+class QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: the stack owns SIGINT/SIGTERM."""
 
     @contextlib.contextmanager
@@ -137,7 +137,7 @@ async def run_stack(settings: Settings, stop: asyncio.Event) -> None:
     models = await asyncio.to_thread(ensure_model, settings.model_repository)
     async with local_triton(settings) as triton_url, local_arena(settings):
         app_settings = settings.model_copy(update={"triton_url": triton_url})
-        server = _Server(uvicorn.Config(create_app(app_settings), host=settings.host,
+        server = QuietServer(uvicorn.Config(create_app(app_settings), host=settings.host,
                                         port=settings.port, log_level="warning"))
         serving = asyncio.create_task(server.serve(), name="api")
         try:

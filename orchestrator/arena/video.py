@@ -18,7 +18,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import av
 import numpy as np
@@ -127,6 +128,18 @@ class VideoConsumer(VideoRoomClient):
             else:
                 self._latest = Frame(rgb=rgb, arrived_at=arrived, seq=seq)
         return self._latest
+
+    def describe(self) -> dict[str, Any]:
+        """Status for APIs and logs: ids, counters, age of the newest frame."""
+        pending = self._pending
+        newest = pending[1] if pending is not None else (
+            None if self._latest is None else self._latest.arrived_at
+        )
+        return {
+            "room_id": self.room_id, "participant_id": self.participant_id,
+            **asdict(self.stats),
+            "last_frame_age_s": None if newest is None else time.monotonic() - newest,
+        }
 
     # -- messages ---------------------------------------------------------------------------
 

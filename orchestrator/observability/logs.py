@@ -50,6 +50,8 @@ def install_log_ring(capacity: int) -> LogRing:
         logging.getLogger().addHandler(_ring)
         if logging.getLogger().level > logging.INFO or logging.getLogger().level == 0:
             logging.getLogger().setLevel(logging.INFO)
+        # One line per HTTP request (room polling, Arena REST) would drown the ring.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     return _ring
 
 

@@ -176,8 +176,11 @@ class ControlLoop:
     # -- the loop ------------------------------------------------------------------------
     async def _run(self) -> None:
         loop_clock = time.monotonic
-        clock = self._clock = TickClock(loop_clock(), self.settings.rate_hz)
-        k = -1
+        # Tick numbers continue across stop/start: the core's ticks only ever increase.
+        k = self.core.last_tick if self.core.last_tick is not None else -1
+        clock = self._clock = TickClock(
+            loop_clock() - (k + 1) / self.settings.rate_hz, self.settings.rate_hz
+        )
         while True:
             k = clock.next_tick(k, loop_clock())
             delay = clock.deadline(k) - loop_clock()

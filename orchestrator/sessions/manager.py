@@ -96,7 +96,7 @@ class SessionManager:
         return session
 
     async def reset(self, session_id: str) -> None:
-        self.get(session_id).reset()
+        await self.get(session_id).reset()
 
     async def triton_status(self) -> dict[str, Any]:
         ready = await self.triton.is_server_ready()

@@ -244,10 +244,22 @@ class Session:
             self.error_message = None
             log.info("session %s restarted", self.session_id)
 
-    def reset(self) -> None:
-        """Clear the plan and the joint state; connections stay."""
+    async def reset(self) -> None:
+        """Clear the plan and the joint state; connections stay. The joint state is then
+        re-read from the room: the server forwards only changes, so a robot standing still
+        would otherwise never be read again."""
         self.loop.reset()
         self.joints_in.clear()
+        cfg = self.config
+        try:
+            state = await self._rest.get_robotics_state(cfg.workspace_id, cfg.joint_input_room)
+        except (ArenaUnavailable, ArenaError) as exc:
+            log.warning("session %s: reset could not re-read the joint state: %s",
+                        self.session_id, exc)
+            return
+        joints = state.get("joints")
+        if isinstance(joints, dict) and joints:
+            self.loop.mapper.update(joints, time.monotonic())
 
     def _robot_publishing(self) -> bool:
         """The Arena server forwards only joints whose value changed, so a robot standing
