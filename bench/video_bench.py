@@ -10,7 +10,8 @@ monotonic clock: both ends run in this process, the room server in its own). It 
 encode, RTP over loopback, jitter buffer, decode and the YUV->RGB conversion.
 
 Without --url the room server is started as a child process on a free port. The results go
-to bench/results/video.json; `video_latency()` is the reusable function.
+to bench/results/video.json (and under "video" in bench/results/arena.json, next to the
+joint latency of arena_bench); `video_latency()` is the reusable function.
 """
 
 from __future__ import annotations
@@ -143,6 +144,19 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             "meta": _meta()}
 
 
+def _merge_into_arena_results(report: dict[str, Any]) -> None:
+    """bench/results/arena.json holds the joints part (arena_bench); add ours as "video"."""
+    path = RESULTS.parent / "arena.json"
+    try:
+        merged = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        merged = {}
+    if not isinstance(merged, dict):
+        merged = {}
+    merged["video"] = report["video"]
+    path.write_text(json.dumps(merged, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="video_bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -158,6 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     report = asyncio.run(_main(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if args.out == RESULTS:
+        _merge_into_arena_results(report)
     print(json.dumps(report["video"], indent=2))
     print(f"written to {args.out}")
 
