@@ -30,8 +30,8 @@ import torch
 from export import export_checkpoint, inspect_checkpoint
 from export.graph import example_inputs, load_policy
 from export.parity import cpu_session
+from export.synthetic import DEFAULT_ACT, build_checkpoint
 from orchestrator.triton.model_contract import STATE_INPUT, image_input
-from tests.support.checkpoints import DEFAULT_ACT, build_checkpoint
 
 RESULTS = Path(__file__).parent / "results" / "export.json"
 BATCHES = (1, 4, 8)

@@ -61,7 +61,7 @@ def summary_ms(seconds: list[float]) -> dict[str, float]:
 def build_act(root: Path, image: tuple[int, int], requests: int) -> BenchModel:
     """ACT with LeRobot's default architecture (resnet18, 512-d, chunk 100), random weights."""
     from export.api import export_checkpoint  # the export extra: torch + lerobot
-    from tests.support.checkpoints import CheckpointSpec, build_checkpoint
+    from export.synthetic import CheckpointSpec, build_checkpoint
 
     spec = CheckpointSpec(
         cameras=("front",), image_size=image, chunk_size=100, n_action_steps=100,

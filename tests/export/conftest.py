@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.checkpoints import (
+from export.synthetic import (
     BuiltCheckpoint,
     make_two_camera_checkpoint,
 )

@@ -15,8 +15,8 @@ from export import export_checkpoint, inspect_checkpoint
 from export.checkpoint import sha256_file, stats_digest
 from export.graph import load_policy
 from export.parity import cpu_session
+from export.synthetic import IMAGENET_WEIGHTS, BuiltCheckpoint, make_demo_checkpoint
 from orchestrator.triton.model_contract import contract_from_config
-from tests.support.checkpoints import IMAGENET_WEIGHTS, BuiltCheckpoint, make_demo_checkpoint
 from tests.support.exports import (
     ExportedRepository,
     clone_repository,

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export import ExportResult, export_checkpoint
-
-from .checkpoints import BuiltCheckpoint, make_one_camera_checkpoint
+from export.synthetic import BuiltCheckpoint, make_one_camera_checkpoint
 
 TINY_MODEL_NAME = "tiny_act"
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -1,4 +1,5 @@
-"""Tiny LeRobot ACT checkpoints built offline, saved exactly as LeRobot 0.6.1 saves them.
+"""Random-weight LeRobot ACT checkpoints built offline, saved exactly as LeRobot 0.6.1 saves
+them: the demo model of the local stack, and the fixtures of tests and benchmarks.
 
 ``build_checkpoint(spec, folder)`` writes ``folder/pretrained_model`` (``config.json``,
 ``model.safetensors``, the pre/post processor JSON and normalizer stats) with LeRobot's own
@@ -234,36 +235,3 @@ def make_demo_checkpoint(
         json.dumps({"demo": True, "note": "random weights: for demos and tests, not a robot"})
     )
     return built
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m tests.support.checkpoints {demo,one-camera,two-cameras} FOLDER``
-
-    Builds the checkpoint (for scripts and the local demo stack, which run it as a
-    subprocess because the orchestrator never imports torch) and prints its paths as JSON.
-    """
-    import argparse
-    import sys
-
-    parser = argparse.ArgumentParser(prog="python -m tests.support.checkpoints")
-    parser.add_argument("kind", choices=("demo", "one-camera", "two-cameras"))
-    parser.add_argument("folder", type=Path)
-    parser.add_argument("--cameras", default="front", help="demo only: comma-separated")
-    parser.add_argument("--image-size", default="96x128", help="demo only: HEIGHTxWIDTH")
-    args = parser.parse_args(argv)
-    if args.kind == "demo":
-        h, w = (int(v) for v in args.image_size.lower().split("x"))
-        built = make_demo_checkpoint(
-            args.folder, cameras=args.cameras.split(","), image_size=(h, w)
-        )
-    elif args.kind == "one-camera":
-        built = make_one_camera_checkpoint(args.folder)
-    else:
-        built = make_two_camera_checkpoint(args.folder)
-    paths = {"checkpoint": str(built.path), "dataset_info": str(built.dataset_info)}
-    sys.stdout.write(json.dumps(paths) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
