@@ -38,6 +38,7 @@ class CameraSource:
         self._history = history
         self._sent_at: dict[int, float] = {}
         self._cached: tuple[int, np.ndarray] | None = None
+        self.paused = False  # tracks hold back frames while set (a frozen camera, for tests)
 
     def next_index(self, last: int | None) -> tuple[int, float]:
         """The frame a track should send after `last`, and when it is due (monotonic)."""
@@ -78,12 +79,16 @@ class CameraTrack(MediaStreamTrack):
     async def recv(self) -> av.VideoFrame:
         if self.readyState != "live":
             raise MediaStreamError
-        index, due = self._source.next_index(self._last)
-        delay = due - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if self.readyState != "live":
-            raise MediaStreamError
+        while True:
+            index, due = self._source.next_index(self._last)
+            delay = due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.readyState != "live":
+                raise MediaStreamError
+            if not self._source.paused:
+                break
+            self._last = index
         self._last = index
         frame = av.VideoFrame.from_ndarray(self._source.planes(index), format="yuv420p")
         frame.pts = round(index * _CLOCK_RATE / self._source.fps)

@@ -71,6 +71,7 @@ class VideoStats(RoomStats):
     offers: int = 0
     remote_candidates: int = 0  # trickled candidates received
     peer_failures: int = 0
+    stalls: int = 0  # connections re-built because no frame came for stall_timeout_s
 
 
 @dataclass(eq=False)
@@ -97,6 +98,7 @@ class VideoConsumer(VideoRoomClient):
         *,
         timeout_s: float = 5.0,
         connect_timeout_s: float = 10.0,
+        stall_timeout_s: float | None = 10.0,
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 5.0,
         ice_servers: Sequence[RTCIceServer] = (),
@@ -108,6 +110,7 @@ class VideoConsumer(VideoRoomClient):
             ice_servers=ice_servers, stats=self.stats,
         )
         self.connect_timeout_s = connect_timeout_s
+        self.stall_timeout_s = stall_timeout_s  # None: never re-join over missing frames
         self._latest: Frame | None = None
         # The newest decoded frame, converted to RGB only when someone asks for it: a
         # consumer that looks rarely never pays for the frames it skips.
@@ -273,12 +276,22 @@ class VideoConsumer(VideoRoomClient):
     # -- media ------------------------------------------------------------------------------
 
     async def _read_track(self, peer: _Peer, track: MediaStreamTrack) -> None:
+        why = "ended"
+        first = True
         while True:
             try:
-                frame = await track.recv()
+                # Until the first frame, the connect timeout of _negotiate is in charge.
+                async with asyncio.timeout(None if first else self.stall_timeout_s):
+                    frame = await track.recv()
             except MediaStreamError:
                 break
+            except TimeoutError:
+                # Connected but silent: a re-join gets a fresh offer, which may revive it.
+                self.stats.stalls += 1
+                why = f"stalled for {self.stall_timeout_s} s"
+                break
             arrived = time.monotonic()
+            first = False
             if not isinstance(frame, av.VideoFrame):
                 continue
             # Overwrite the slot: frames never wait for the caller.
@@ -287,7 +300,7 @@ class VideoConsumer(VideoRoomClient):
             self.stats.frames += 1
         if self._peers.get(peer.producer_id) is peer and not self._stopping:
             self.stats.connected = False
-            self._rejoin(f"track from {peer.producer_id} ended")
+            self._rejoin(f"track from {peer.producer_id} {why}")
 
     async def _close_peers(self) -> None:
         peers = list(self._peers.values())

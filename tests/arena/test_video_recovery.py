@@ -58,6 +58,24 @@ async def test_rebuilds_after_media_failure(
     assert producer.stats.offers >= 2
 
 
+async def test_rebuilds_after_video_stalls(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str
+) -> None:
+    room = await rest.create_video_room(workspace, "cam-stall")
+    source = CameraSource(320, 240, fps=30)
+    consumer = VideoConsumer(arena.base_url, workspace, room, pid("consumer"),
+                             stall_timeout_s=1.0)
+    producer = CameraProducer(arena.base_url, workspace, room, pid("producer"), source)
+    async with running(consumer, producer):
+        await decoded_frames(consumer, 5)
+        source.paused = True  # the connection stays up, the frames stop
+        await eventually(lambda: consumer.stats.stalls >= 1, "stall noticed")
+        await eventually(lambda: consumer.stats.reconnects >= 1, "re-joined")
+        source.paused = False
+        await decoded_frames(consumer, 5)
+    assert producer.stats.offers >= 2
+
+
 @pytest.fixture
 def crashable_server() -> Iterator[ArenaServerProcess]:
     with ArenaServerProcess() as server:
