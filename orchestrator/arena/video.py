@@ -232,12 +232,13 @@ class VideoConsumer(VideoRoomClient):
             self._negotiation_failed(peer, "answering timed out")
             return
         except Exception as exc:  # aiortc raises assorted types on an SDP it cannot use
+            if self._peers.get(peer.producer_id) is not peer:
+                return  # closed meanwhile (a newer offer, the producer left): not the SDP
             logger.warning("video %s: unusable offer from %s: %r", self.room_id,
                            peer.producer_id, exc)
             self.stats.malformed += 1
-            if self._peers.get(peer.producer_id) is peer:
-                del self._peers[peer.producer_id]
-                await close_pc(pc, self.timeout_s)
+            del self._peers[peer.producer_id]
+            await close_pc(pc, self.timeout_s)
             return
         if self._peers.get(peer.producer_id) is not peer:
             return  # superseded by a newer offer while gathering: its answer would mislead
