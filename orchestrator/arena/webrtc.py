@@ -108,16 +108,15 @@ def parse_candidate(obj: Any) -> RTCIceCandidate | EndOfCandidates | None:
 def sdp_candidates(sdp: str) -> list[dict[str, Any]]:
     """The `a=candidate` lines of an SDP as trickle messages, the way a browser sends them."""
     out: list[dict[str, Any]] = []
-    index = -1
-    mid: str | None = None
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            index += 1
-            mid = None
-        elif line.startswith("a=mid:"):
-            mid = line[len("a=mid:") :].strip()
-        elif line.startswith("a=candidate:") and index >= 0:
-            out.append({"candidate": line[2:].strip(), "sdpMid": mid, "sdpMLineIndex": index})
+    sections = sdp.split("\nm=")[1:]  # media sections, in m-line order
+    for index, section in enumerate(sections):
+        lines = [ln.strip() for ln in section.splitlines()]
+        mid = next((ln[len("a=mid:") :] for ln in lines if ln.startswith("a=mid:")), None)
+        out.extend(
+            {"candidate": ln[2:], "sdpMid": mid, "sdpMLineIndex": index}
+            for ln in lines
+            if ln.startswith("a=candidate:")
+        )
     return out
 
 
