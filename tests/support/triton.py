@@ -122,6 +122,44 @@ def write_tiny_model(
     return path
 
 
+_SLEEP_MODEL = """\
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        time.sleep({seconds})
+        return [
+            pb_utils.InferenceResponse(
+                [pb_utils.Tensor("y", pb_utils.get_input_tensor_by_name(r, "x").as_numpy())]
+            )
+            for r in requests
+        ]
+"""
+
+_SLEEP_CONFIG = """\
+name: "{name}"
+backend: "python"
+max_batch_size: 8
+input {{ name: "x" data_type: TYPE_FP32 dims: [ 2 ] }}
+output {{ name: "y" data_type: TYPE_FP32 dims: [ 2 ] }}
+instance_group {{ count: 1 kind: KIND_CPU }}
+"""
+
+
+def write_sleep_model(repository: Path, name: str = "sleepy", seconds: float = 1.0) -> None:
+    """A python-backend model (``x`` -> ``y``, FP32 [2]) that takes ``seconds`` per batch.
+
+    For real timeouts: a request with a shorter deadline is late whatever the machine.
+    """
+    model_dir = Path(repository) / name
+    (model_dir / "1").mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.pbtxt").write_text(_SLEEP_CONFIG.format(name=name))
+    (model_dir / "1" / "model.py").write_text(_SLEEP_MODEL.format(seconds=float(seconds)))
+
+
 def random_observation(
     contract: ModelContract, batch: int = 1, seed: int | None = None
 ) -> dict[str, np.ndarray]:

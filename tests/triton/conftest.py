@@ -10,11 +10,13 @@ import pytest
 from orchestrator.triton.client import TritonClient
 from orchestrator.triton.launcher import LocalTriton
 from orchestrator.triton.model_contract import ModelContract
-from tests.support.triton import local_triton, tiny_contract, write_tiny_model
+from tests.support.triton import local_triton, tiny_contract, write_sleep_model, write_tiny_model
 
 MAIN = "tiny_act"  # never changed by tests
 SPARE = "tiny_spare"  # unloaded/loaded by tests
 VERSIONED = "tiny_versions"  # gets new versions at run time
+SLEEPY = "sleepy"  # a python-backend model taking SLEEP_S per batch
+SLEEP_S = 0.5
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +30,7 @@ def source_repo(tmp_path_factory: pytest.TempPathFactory, contract: ModelContrac
     write_tiny_model(repo, contract)
     write_tiny_model(repo, tiny_contract(SPARE))
     write_tiny_model(repo, tiny_contract(VERSIONED), version=1, seed=1)
+    write_sleep_model(repo, SLEEPY, SLEEP_S)
     return repo
 
 
