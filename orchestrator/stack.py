@@ -96,7 +96,7 @@ async def local_arena(settings: Settings) -> AsyncIterator[None]:
         return
     proc = subprocess.Popen(
         [sys.executable, "-m", "arena_server", "--host", "127.0.0.1", "--port",
-         str(settings.arena_port)],
+         str(settings.arena_port), "--log-level", "warning"],
         stdin=subprocess.DEVNULL,
     )
     try:
@@ -146,7 +146,7 @@ async def run_stack(settings: Settings, stop: asyncio.Event) -> None:
             if settings.demo:
                 from orchestrator.demo import run_demo
 
-                await run_demo(settings, models[0], stop)
+                await run_demo(app_settings, models[0], stop)
             else:
                 await stop.wait()
         finally:
