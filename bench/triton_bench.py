@@ -72,37 +72,42 @@ def build_act(root: Path, image: tuple[int, int], requests: int) -> BenchModel:
     result = export_checkpoint(
         built.path, root / "repo", "act_default", dataset_info=built.dataset_info, kind="cpu"
     )
-    return BenchModel("act_default", result.onnx_path, result.contract, requests, 20)
+    return BenchModel("act_default", result.onnx_path, result.contract, requests, 30)
 
 
-def ort_latency(model: BenchModel, threads: int) -> dict[str, float]:
+def ort_session(model: BenchModel, threads: int) -> ort.InferenceSession:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(
+    return ort.InferenceSession(
         str(model.onnx_path), options, providers=["CPUExecutionProvider"]
     )
+
+
+async def paired_latency(
+    session: ort.InferenceSession, client: TritonClient, model: BenchModel
+) -> dict[str, Any]:
+    """Alternate in-process and Triton runs on one input: neighbours' load hits both alike."""
     obs = random_observation(model.contract, 1, seed=0)
     for _ in range(3):
         session.run([ACTION_OUTPUT], obs)
-    times = []
+        await client.infer(model.name, obs)
+    local: list[float] = []
+    remote: list[float] = []
     for _ in range(model.latency_runs):
         t0 = time.perf_counter()
         session.run([ACTION_OUTPUT], obs)
-        times.append(time.perf_counter() - t0)
-    return summary_ms(times)
-
-
-async def client_latency(client: TritonClient, model: BenchModel) -> dict[str, float]:
-    obs = random_observation(model.contract, 1, seed=0)
-    for _ in range(3):
+        t1 = time.perf_counter()
         await client.infer(model.name, obs)
-    times = []
-    for _ in range(model.latency_runs):
-        t0 = time.perf_counter()
-        await client.infer(model.name, obs)
-        times.append(time.perf_counter() - t0)
-    return summary_ms(times)
+        t2 = time.perf_counter()
+        local.append(t1 - t0)
+        remote.append(t2 - t1)
+    overhead = sorted(r - loc for r, loc in zip(remote, local, strict=True))
+    return {
+        "ort_in_process_ms": summary_ms(local),
+        "client_ms": summary_ms(remote),
+        "overhead_ms_p50": round(overhead[len(overhead) // 2] * 1000, 3),
+    }
 
 
 def stats_delta(before: ModelStatistics, after: ModelStatistics) -> dict[str, Any]:
@@ -149,7 +154,7 @@ async def throughput(client: TritonClient, model: BenchModel, concurrency: int) 
 
 
 async def bench_model(triton: LocalTriton, model: BenchModel, threads: int) -> dict[str, Any]:
-    print(f"[{model.name}] ONNX Runtime in-process ...", flush=True)
+    session = ort_session(model, threads)
     result: dict[str, Any] = {
         "model": model.name,
         "contract": {
@@ -159,21 +164,15 @@ async def bench_model(triton: LocalTriton, model: BenchModel, threads: int) -> d
             "action_dim": model.contract.action_dim,
         },
         "onnx_mb": round(model.onnx_path.stat().st_size / 2**20, 2),
-        "ort_in_process_ms": ort_latency(model, threads),
-        "client_ms": {},
-        "overhead_ms_p50": {},
+        "latency_batch1": {},  # per mode: ORT in-process vs client, alternating
         "throughput": {},
     }
     for mode in MODES:
         async with TritonClient(
             triton.grpc_url, timeout_s=120.0, shared_memory=(mode == "shm")
         ) as client:
-            print(f"[{model.name}] {mode}: sequential latency ...", flush=True)
-            latency = await client_latency(client, model)
-            result["client_ms"][mode] = latency
-            result["overhead_ms_p50"][mode] = round(
-                latency["p50"] - result["ort_in_process_ms"]["p50"], 3
-            )
+            print(f"[{model.name}] {mode}: latency vs ONNX Runtime in-process ...", flush=True)
+            result["latency_batch1"][mode] = await paired_latency(session, client, model)
             levels = []
             for concurrency in CONCURRENCY:
                 print(f"[{model.name}] {mode}: {concurrency} concurrent ...", flush=True)
@@ -230,8 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     for model in report["models"]:
-        print(f"\n{model['model']}: ORT in-process p50 {model['ort_in_process_ms']['p50']} ms; "
-              f"overhead p50 {model['overhead_ms_p50']}")
+        print(f"\n{model['model']}:")
+        for mode, lat in model["latency_batch1"].items():
+            print(f"  {mode:4} batch 1: ORT in-process p50 {lat['ort_in_process_ms']['p50']} ms, "
+                  f"client p50 {lat['client_ms']['p50']} ms, overhead p50 "
+                  f"{lat['overhead_ms_p50']} ms")
         for mode, levels in model["throughput"].items():
             for level in levels:
                 print(f"  {mode:4} x{level['concurrency']:<3} {level['requests_per_s']:8.1f} req/s"
