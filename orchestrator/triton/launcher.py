@@ -18,7 +18,6 @@ derived repository and reloads its models).
 
 from __future__ import annotations
 
-import argparse
 import atexit
 import contextlib
 import logging
@@ -37,7 +36,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from orchestrator.triton.local_repository import DerivedModel, copy_if_changed, sync_repository
+from orchestrator.triton.local_repository import (
+    DerivedModel,
+    RepositoryWatcher,
+    copy_if_changed,
+    sync_repository,
+)
 from orchestrator.triton.server_process import (
     SHM_DIR,
     WorkDirBusy,
@@ -100,6 +104,7 @@ class LocalTriton:
         ort_threads: int = 1,
         log_verbose: int = 0,
         python_shm_bytes: int = 16 * 1024 * 1024,
+        watch_s: float | None = None,
     ) -> None:
         self.source = Path(model_repository).absolute()
         self.env = triton_env if isinstance(triton_env, TritonEnv) else find_triton_env(triton_env)
@@ -123,6 +128,9 @@ class LocalTriton:
         self.shm_prefix = f"local_triton_{os.getpid()}_{uuid.uuid4().hex[:8]}_"
         self.models: list[DerivedModel] = []
         self._proc: subprocess.Popen[bytes] | None = None
+        self._sync_lock = threading.Lock()
+        # watch_s: re-sync by itself every watch_s seconds when the source changed.
+        self._watcher = RepositoryWatcher(self.source, self.sync, watch_s) if watch_s else None
 
     # ---- addresses -------------------------------------------------------
     @property
@@ -151,7 +159,8 @@ class LocalTriton:
         Safe while the server runs: only changed files are replaced (by rename).
         Load the models again (:meth:`load` or the client) to pick up new versions.
         """
-        self.models = sync_repository(self.source, self.repository)
+        with self._sync_lock:
+            self.models = sync_repository(self.source, self.repository)
         return self.models
 
     def _prepare_backend(self) -> None:
@@ -160,7 +169,8 @@ class LocalTriton:
             copy_if_changed(self.env.python_backend / name, dst / name)
         copy_if_changed(self.env.stub, dst / "triton_python_backend_stub")
 
-    def _model_names(self) -> list[str]:
+    def model_names(self) -> list[str]:
+        """The models loaded at start: all derived ones, or those given as ``models``."""
         names = [m.name for m in self.models]
         if self.only_models is None:
             return names
@@ -193,7 +203,7 @@ class LocalTriton:
             f"--backend-config=python,shm-growth-byte-size={self.python_shm_bytes}",
             f"--log-verbose={self.log_verbose}",
         ]
-        cmd += [f"--load-model={name}" for name in self._model_names()]
+        cmd += [f"--load-model={name}" for name in self.model_names()]
         return cmd
 
     def environment(self) -> dict[str, str]:
@@ -235,6 +245,8 @@ class LocalTriton:
                     free_port(), free_port(), free_port()
                 )
         self._started_once = True
+        if self._watcher is not None:
+            self._watcher.start()
         _running.add(self)
         return self
 
@@ -264,7 +276,7 @@ class LocalTriton:
 
     def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        names = self._model_names()
+        names = self.model_names()
         while True:
             assert self._proc is not None
             code = self._proc.poll()
@@ -295,7 +307,7 @@ class LocalTriton:
     def load(self, names: Sequence[str] | None = None, timeout_s: float = 60.0) -> None:
         """Re-sync the repository and (re)load models through the model-control API."""
         self.sync()
-        for name in names or self._model_names():
+        for name in names or self.model_names():
             if not self._http_ok(f"/v2/repository/models/{name}/load", "POST", timeout_s):
                 raise LauncherError(f"loading model {name!r} failed; log tail:\n{self.log_tail()}")
 
@@ -307,6 +319,8 @@ class LocalTriton:
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after ``timeout_s``; then reap stubs and shared memory."""
+        if self._watcher is not None:
+            self._watcher.stop()
         proc, self._proc = self._proc, None
         if proc is None:
             return
@@ -356,68 +370,11 @@ class LocalTriton:
         self.close()
 
 
-def _say(message: str, error: bool = False) -> None:
-    print(message, file=sys.stderr if error else sys.stdout, flush=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="local-triton",
-        description="Serve an exported model repository with a local tritonserver "
-        "(python backend + ONNX Runtime). SIGHUP re-syncs and reloads the models.",
-    )
-    parser.add_argument("--model-repository", default="model_repository")
-    parser.add_argument("--work-dir", default="build/local-triton",
-                        help="derived repository, backend, log, pid file")
-    parser.add_argument("--triton-env", default=None, help=f"default: ${ENV_VAR} or .venv-triton")
-    parser.add_argument("--model", action="append", dest="models", help="load only these")
-    # The stack's defaults (Settings.local_triton_port_base); 0 picks a free port.
-    parser.add_argument("--http-port", type=int, default=8100)
-    parser.add_argument("--grpc-port", type=int, default=8101)
-    parser.add_argument("--metrics-port", type=int, default=8102)
-    parser.add_argument("--ort-threads", type=int, default=1)
-    parser.add_argument("--timeout", type=float, default=60.0)
-    parser.add_argument("--verbose", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    try:
-        triton = LocalTriton(
-            args.model_repository,
-            work_dir=args.work_dir,
-            triton_env=args.triton_env,
-            models=args.models,
-            grpc_port=args.grpc_port,
-            http_port=args.http_port,
-            metrics_port=args.metrics_port,
-            ort_threads=args.ort_threads,
-        )
-    except (LauncherError, ValueError) as exc:
-        _say(f"local-triton: {exc}", error=True)
-        return 2
-    stop = threading.Event()
-    reload = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, lambda *_: reload.set())
-    try:
-        triton.start(args.timeout)
-        models = ", ".join(triton._model_names()) or "(none)"
-        _say(f"tritonserver ready: grpc {triton.grpc_url}  http {triton.http_url}  "
-             f"metrics {triton.metrics_url}  models {models}  log {triton.log_path}")
-        while not stop.wait(0.5):
-            if reload.is_set():
-                reload.clear()
-                triton.load()
-                _say("re-synced and reloaded the models")
-            if not triton.is_running():
-                _say(f"tritonserver died; log tail:\n{triton.log_tail()}", error=True)
-                return 1
-    except (LauncherError, ValueError) as exc:
-        _say(f"local-triton: {exc}", error=True)
-        return 1
-    finally:
-        triton.close()
-    return 0
+    """The ``local-triton`` command (see :mod:`orchestrator.triton.cli`)."""
+    from orchestrator.triton.cli import run
+
+    return run(argv)
 
 
 if __name__ == "__main__":

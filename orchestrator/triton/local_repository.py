@@ -9,11 +9,14 @@ batching settings and parameters. The source repository is never modified.
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import logging
 import os
 import shutil
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,3 +170,58 @@ def sync_repository(source: Path, target: Path) -> list[DerivedModel]:
         if path.is_dir() and path.name not in names:
             shutil.rmtree(path)
     return derived
+
+
+def fingerprint(source: Path) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and mtimes of what the exporter writes: cheap change detection."""
+    entries = []
+    for path in source.glob("*/config.pbtxt"):
+        entries.append(path)
+        entries.extend(p for p in path.parent.glob("[0-9]*/*") if p.is_file())
+    result = []
+    for path in entries:
+        with contextlib.suppress(OSError):  # a file may vanish between glob and stat
+            st = path.stat()
+            result.append((str(path.relative_to(source)), st.st_size, st.st_mtime_ns))
+    return tuple(sorted(result))
+
+
+class RepositoryWatcher:
+    """Calls ``sync`` whenever the source repository changes (polling, in a thread).
+
+    A new export then shows up in the derived repository by itself, and a model
+    (re)load through Triton's model-control API serves it.
+    """
+
+    def __init__(self, source: Path, sync: Callable[[], object], interval_s: float) -> None:
+        self.source = source
+        self.sync = sync
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="local-triton-sync", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._stop.set()
+            thread.join()
+
+    def _run(self) -> None:
+        seen = fingerprint(self.source)
+        while not self._stop.wait(self.interval_s):
+            now = fingerprint(self.source)
+            if now == seen:
+                continue
+            try:
+                self.sync()
+                seen = now
+            except Exception:  # keep watching: the next export may be fine
+                log.exception("re-syncing %s failed", self.source)
+                seen = now

@@ -17,6 +17,7 @@ SPARE = "tiny_spare"  # unloaded/loaded by tests
 VERSIONED = "tiny_versions"  # gets new versions at run time
 SLEEPY = "sleepy"  # a python-backend model taking SLEEP_S per batch
 SLEEP_S = 0.5
+WATCH_S = 0.2  # the session server re-syncs its derived repository by itself
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +37,8 @@ def source_repo(tmp_path_factory: pytest.TempPathFactory, contract: ModelContrac
 
 @pytest.fixture(scope="session")
 def triton(source_repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTriton]:
-    with local_triton(source_repo, work_dir=tmp_path_factory.mktemp("triton_work")) as server:
+    work_dir = tmp_path_factory.mktemp("triton_work")
+    with local_triton(source_repo, work_dir=work_dir, watch_s=WATCH_S) as server:
         yield server
 
 

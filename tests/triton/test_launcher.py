@@ -24,7 +24,7 @@ from orchestrator.triton.launcher import (
 )
 from orchestrator.triton.model_contract import ACTION_OUTPUT, STATE_INPUT
 from tests.support.triton import random_observation, tiny_contract, write_tiny_model
-from tests.triton.conftest import VERSIONED
+from tests.triton.conftest import VERSIONED, WATCH_S
 
 
 def group_members(pgid: int) -> list[int]:
@@ -94,7 +94,7 @@ def test_unknown_model_selection_is_refused(tmp_path: Path) -> None:
     assert not triton.is_running()
 
 
-async def test_new_version_is_served_after_resync_and_load(
+async def test_new_export_is_synced_by_itself_and_served_after_load(
     triton: LocalTriton, source_repo: Path
 ) -> None:
     contract = tiny_contract(VERSIONED)
@@ -102,7 +102,12 @@ async def test_new_version_is_served_after_resync_and_load(
     async with TritonClient(triton.grpc_url, timeout_s=10.0) as client:
         before = await client.infer(VERSIONED, obs)
         onnx_v2 = write_tiny_model(source_repo, contract, version=2, seed=99)
-        triton.sync()
+        derived = triton.repository / VERSIONED / "2" / "model.onnx"
+        for _ in range(200):  # the watcher polls every WATCH_S
+            if derived.is_file():
+                break
+            await asyncio.sleep(WATCH_S)
+        # Only the model-control API is needed now: no launcher call.
         await client.load_model(VERSIONED)
         assert await client.is_model_ready(VERSIONED, "2")
         after = await client.infer(VERSIONED, obs)
