@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 
 from orchestrator.arena.messages import (
+    EmergencyStop,
     ErrorMessage,
     ParticipantEvent,
     VideoMessage,
@@ -72,6 +73,7 @@ class VideoStats(RoomStats):
     remote_candidates: int = 0  # trickled candidates received
     peer_failures: int = 0
     stalls: int = 0  # connections re-built because no frame came for stall_timeout_s
+    emergency_stops: int = 0
 
 
 @dataclass(eq=False)
@@ -102,8 +104,11 @@ class VideoConsumer(VideoRoomClient):
         backoff_initial_s: float = 0.2,
         backoff_max_s: float = 5.0,
         ice_servers: Sequence[RTCIceServer] = (),
+        on_emergency_stop: Callable[[str], None] | None = None,
     ) -> None:
         self.stats = VideoStats()
+        # Called synchronously with the reason when anyone in the room sends emergency_stop.
+        self.on_emergency_stop = on_emergency_stop
         super().__init__(
             base_url, workspace, room_id, participant_id, timeout_s=timeout_s,
             backoff_initial_s=backoff_initial_s, backoff_max_s=backoff_max_s,
@@ -165,6 +170,15 @@ class VideoConsumer(VideoRoomClient):
         elif isinstance(msg, ParticipantEvent):
             if msg.type == "participant_left":
                 await self._on_left(msg.participant_id)
+        elif isinstance(msg, EmergencyStop):
+            self.stats.emergency_stops += 1
+            reason = msg.reason or f"emergency stop from {msg.source or 'unknown'}"
+            logger.warning("video %s: emergency stop: %s", self.room_id, reason)
+            if self.on_emergency_stop is not None:
+                try:
+                    self.on_emergency_stop(reason)
+                except Exception:
+                    logger.exception("on_emergency_stop callback failed")
         elif isinstance(msg, ErrorMessage):
             logger.warning("video %s: server error: %r", self.room_id, msg.message)
         return True

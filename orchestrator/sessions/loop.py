@@ -133,6 +133,12 @@ class ControlLoop:
     async def start(self) -> None:
         """(Re)arm and start ticking. Any latched emergency stop is cleared: only an explicit
         start or restart gets here."""
+        if self._task is not None and self._task.cancelling():
+            # An emergency stop cancelled the task and it has not ended yet: let it end,
+            # then tick again (it would otherwise look running and die right after).
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None
         if self.running:
             self.core.rearm(self._reference())
             self._stop_reason = None
@@ -276,9 +282,14 @@ class ControlLoop:
         self.core.last_chunk_error = None
         merged = self.core.on_chunk(output[0], k_obs, k_now, latency)
         if merged is None and self.core.last_chunk_error:
+            # E.g. NaN or inf from the model: nothing of it is published (the plan runs out
+            # and the robot holds); the session reports why until a good chunk arrives.
             self._errors["bad_chunk"] += 1
+            metrics.ERRORS.labels(self.session_id, "bad_chunk").inc()
+            self._problem = f"bad_chunk: model output rejected: {self.core.last_chunk_error}"
             self._warn.log(logging.WARNING, "bad_chunk", "session %s: chunk rejected: %s",
                            self.session_id, self.core.last_chunk_error)
+            return
         if merged is not None:
             self._chunk_obs = observation
             self.recent_chunks.append((observation, np.array(output[0])))
@@ -339,6 +350,7 @@ class ControlLoop:
             "resized_frames": dict(self.builder.resized),
             "dropped_past_actions": core.dropped_past_actions,
             "discarded_chunks": core.discarded_chunks,
+            "rejected_chunks": core.rejected_chunks,
         }
 
     def inference_stats(self) -> dict[str, Any]:

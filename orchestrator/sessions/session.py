@@ -137,7 +137,8 @@ class Session:
             on_emergency_stop=self._on_emergency_stop, recreate_room=True,
         )
         self.cameras = {
-            cam: VideoConsumer(url, ws, room, f"{room}-consumer")
+            cam: VideoConsumer(url, ws, room, f"{room}-consumer",
+                               on_emergency_stop=self._on_emergency_stop)
             for cam, room in config.camera_rooms.items()
         }
         self.loop = ControlLoop(
@@ -273,12 +274,29 @@ class Session:
             try:
                 room = await self._rest.get_robotics_room(cfg.workspace_id, cfg.joint_input_room)
                 self._producer_present = bool(room.get("has_producer"))
+                await self._recreate_video_rooms()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # server restarting: assume absent until it answers
                 self._producer_present = False
                 log.debug("session %s: presence check failed: %s", self.session_id, exc)
             await asyncio.sleep(period_s)
+
+    async def _recreate_video_rooms(self) -> None:
+        """Rooms live in the Arena server's memory: after a restart our camera rooms are gone
+        and nobody can join them (robotics clients recreate their own rooms). Recreate a
+        missing one while its consumer is not joined; both sides then re-join by themselves."""
+        cfg = self.config
+        for cam, room in cfg.camera_rooms.items():
+            if self.cameras[cam].stats.joined:
+                continue
+            try:
+                await self._rest.get_video_room(cfg.workspace_id, room)
+            except ArenaError as exc:
+                if exc.status != 404:
+                    raise
+                await self._rest.create_video_room(cfg.workspace_id, room)
+                log.warning("session %s: recreated missing video room %s", self.session_id, room)
 
     def _on_emergency_stop(self, reason: str) -> None:
         # Latch at once (synchronously: no await between the message and the latch).
@@ -309,6 +327,14 @@ class Session:
             "joint_input": self.joints_in.connected,
             "joint_output": self.commands_out.connected,
             **{f"camera_{c}": v.stats.connected for c, v in self.cameras.items()},
+        }
+        # Messages from the rooms that were dropped: malformed (bad JSON, bad fields, too
+        # large) or of a type we have no use for.
+        dropped = {"joint_input": self.joints_in.stats, "joint_output": self.commands_out.stats}
+        stats["dropped_messages"] = {
+            **{k: {"malformed": v.malformed, "ignored": v.ignored} for k, v in dropped.items()},
+            **{f"camera_{c}": {"malformed": v.stats.malformed, "ignored": v.stats.ignored}
+               for c, v in self.cameras.items()},
         }
         return {
             "session_id": self.session_id,
