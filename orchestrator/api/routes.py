@@ -4,6 +4,7 @@ Function names are the seed contract's: FastAPI derives the operationIds from th
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from orchestrator.api.schemas import (
     SessionStatusResponse,
 )
 from orchestrator.observability.system import system_info
+from orchestrator.sessions.errors import SessionNotFound
 from orchestrator.sessions.manager import SessionManager
 
 router = APIRouter()
@@ -64,7 +66,12 @@ async def health_check(request: Request) -> dict[str, Any]:
 
 @router.get("/sessions", tags=["Sessions"], response_model=list[SessionStatusResponse])
 async def list_sessions(request: Request) -> list[SessionStatusResponse]:
-    return [SessionStatusResponse(**s.status()) for s in _manager(request).sessions()]
+    manager = _manager(request)
+    out = []
+    for session in manager.sessions():
+        with contextlib.suppress(SessionNotFound):  # deleted while we were listing
+            out.append(SessionStatusResponse(**await manager.status(session.session_id)))
+    return out
 
 
 @router.post(
@@ -81,7 +88,7 @@ async def create_session(body: CreateSessionRequest, request: Request) -> Create
     responses=_ERRORS,
 )
 async def get_session_status(session_id: str, request: Request) -> SessionStatusResponse:
-    return SessionStatusResponse(**_manager(request).get(session_id).status())
+    return SessionStatusResponse(**await _manager(request).status(session_id))
 
 
 @router.delete("/sessions/{session_id}", tags=["Sessions"], responses=_ERRORS)

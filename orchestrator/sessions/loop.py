@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -68,6 +69,10 @@ class LoopSettings:
     retry_backoff_s: float = 0.5  # after a failed request, before the next one
 
 
+_ERROR_KINDS = ("triton_unavailable", "model_unavailable", "inference_timeout", "bad_input",
+                "inference_error", "bad_chunk", "tick")
+
+
 def _ms_percentile(values: np.ndarray, q: float) -> float | None:
     return round(float(np.percentile(values, q)) * 1000, 3) if values.size else None
 
@@ -123,6 +128,11 @@ class ControlLoop:
         # checking published commands against the model's output.
         self.recent_chunks: deque[tuple[Observation, np.ndarray]] = deque(maxlen=32)
         self._warn = RateLimitedLogger(log, interval_s=10.0)
+        # Known label values start at 0, so a dashboard sees the series before the first event.
+        for kind in ("limit", "step", "non_finite"):
+            metrics.SAFETY_INTERVENTIONS.labels(session_id, kind)
+        for kind in _ERROR_KINDS:
+            metrics.ERRORS.labels(session_id, kind)
         self._last_decision: TickDecision | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -182,11 +192,14 @@ class ControlLoop:
     # -- the loop ------------------------------------------------------------------------
     async def _run(self) -> None:
         loop_clock = time.monotonic
+        rate = self.settings.rate_hz
         # Tick numbers continue across stop/start: the core's ticks only ever increase.
         k = self.core.last_tick if self.core.last_tick is not None else -1
-        clock = self._clock = TickClock(
-            loop_clock() - (k + 1) / self.settings.rate_hz, self.settings.rate_hz
-        )
+        # Ticks sit on a process-wide grid (multiples of the period on the monotonic clock):
+        # sessions at the same rate tick together, so their refill requests reach Triton
+        # together and its dynamic batcher can merge them.
+        first = math.ceil(loop_clock() * rate) / rate
+        clock = self._clock = TickClock(first - (k + 1) / rate, rate)
         while True:
             k = clock.next_tick(k, loop_clock())
             delay = clock.deadline(k) - loop_clock()

@@ -98,6 +98,25 @@ class SessionManager:
     async def reset(self, session_id: str) -> None:
         await self.get(session_id).reset()
 
+    async def status(self, session_id: str) -> dict[str, Any]:
+        """The session's status with the shared model's batching figures from Triton."""
+        session = self.get(session_id)
+        status = session.status()
+        ref = session.config.policy
+        try:
+            stats = await self.triton.statistics(ref.name, ref.version)
+            status["stats"]["triton"] = {
+                "model": str(ref),
+                "inference_count": stats.inference_count,
+                "execution_count": stats.execution_count,
+                "average_batch_size": round(stats.average_batch_size, 3),
+                "batch_sizes": {str(k): v for k, v in stats.batch_sizes.items()},
+                "note": "model-wide, all sessions sharing this model",
+            }
+        except TritonError as exc:
+            status["stats"]["triton"] = {"model": str(ref), "error": str(exc)}
+        return status
+
     async def triton_status(self) -> dict[str, Any]:
         ready = await self.triton.is_server_ready()
         models: dict[str, Any] = {}
