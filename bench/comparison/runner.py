@@ -1,0 +1,280 @@
+"""Run the comparison: for each model and N, each design on the same rooms, robots, machine.
+
+One local Triton (serving every model) and one room server are started once for the whole
+run. For each N the designs run one after the other (stack, then the baselines), so slow
+drifts in the shared machine's load hit them alike. A design that falls over at some N
+(median achieved rate under 80 % of the target, or sessions that never start flowing) is
+not run at larger N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from arena_server.launcher import LocalArenaServer
+from orchestrator.triton.client import ModelStatistics
+from orchestrator.triton.launcher import LocalTriton
+
+from .drivers import BaselineDriver, Driver, StackDriver
+from .fleet import Fleet, FleetConfig
+from .measure import CpuMeter, percentiles, session_figures
+from .models import BenchModel, ort_ceiling, prepare_models
+
+log = logging.getLogger(__name__)
+
+DESIGNS = ("stack", "baseline_onnxruntime", "baseline_pytorch")
+JITTER_LIMIT_MS = 5.0
+HOLD_FRACTION = 0.95  # achieved/target rate that counts as holding the control rate
+FALL_FRACTION = 0.80  # below this a design has fallen over: larger N are not run
+
+
+@dataclass
+class Options:
+    models: list[str] = field(default_factory=lambda: ["small", "default"])
+    n_by_model: dict[str, list[int]] = field(default_factory=lambda: {
+        "small": [1, 2, 4, 8, 16, 32], "default": [1, 2, 4], "tiny": [1]})
+    designs: list[str] = field(default_factory=lambda: list(DESIGNS))
+    pytorch_max_n: int = 8
+    duration_s: float = 10.0
+    warmup_s: float = 3.0
+    camera_fps: float = 10.0
+    camera_size: tuple[int, int] = (128, 96)  # width, height
+    joint_rate: float = 10.0
+    rate_hz: float | None = None  # None: the model's fps
+    ort_threads: int = 1
+    flow_timeout_s: float = 45.0
+    ceiling_seconds: float = 2.0  # ONNX Runtime timing per batch size
+
+
+@dataclass
+class RunSamples:
+    jitter_ms: list[float]
+    obs_to_command_ms: list[float]
+    inference_ms: list[float]
+
+
+def _stats_delta(before: ModelStatistics | None, after: ModelStatistics | None
+                 ) -> dict[str, Any] | None:
+    if before is None or after is None:
+        return None
+    sizes = {b: c - before.batch_sizes.get(b, 0) for b, c in after.batch_sizes.items()
+             if c - before.batch_sizes.get(b, 0) > 0}
+    inferences = after.inference_count - before.inference_count
+    executions = after.execution_count - before.execution_count
+    return {"inference_count": inferences, "execution_count": executions,
+            "avg_batch_size": round(inferences / executions, 2) if executions else 0.0,
+            "batch_sizes": {str(k): v for k, v in sorted(sizes.items())}}
+
+
+def _driver(design: str, model: BenchModel, n: int, arena: LocalArenaServer,
+            triton: LocalTriton, rate: float, opts: Options) -> Driver:
+    if design == "stack":
+        return StackDriver(model=model, n=n, arena_url=arena.base_url,
+                           triton_url=triton.grpc_url, rate=rate)
+    runtime = design.removeprefix("baseline_")
+    return BaselineDriver(model=model, n=n, arena_url=arena.base_url, rate=rate,
+                          runtime=runtime, threads=opts.ort_threads)
+
+
+async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServer,
+                  triton: LocalTriton, opts: Options) -> tuple[dict[str, Any], RunSamples]:
+    rate = opts.rate_hz or model.contract.fps
+    driver = _driver(design, model, n, arena, triton, rate, opts)
+    width, height = opts.camera_size
+    try:
+        await driver.open()
+        fleet = Fleet(FleetConfig(arena.base_url, driver.rooms(), opts.camera_fps, width,
+                                  height, opts.joint_rate))
+        try:
+            await fleet.start()
+            await driver.start()
+            deadline = time.monotonic() + opts.flow_timeout_s + 2.0 * n
+            while not driver.flowing():
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"sessions not all publishing model commands after "
+                                       f"{opts.flow_timeout_s + 2.0 * n:.0f} s")
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(opts.warmup_s)
+            cpu = CpuMeter({"process_under_test": (os.getpid(), False),
+                            "triton": (triton.pid, True),
+                            "room_server": (arena.proc.pid if arena.proc else None, True),
+                            "robots": (fleet.pid, True)})
+            counters0, stats0 = driver.counters(), await driver.triton_statistics()
+            cpu.start()
+            t0 = time.monotonic()
+            await asyncio.sleep(opts.duration_s)
+            t1 = time.monotonic()
+            cpu_use = cpu.stop()
+            counters1, stats1 = driver.counters(), await driver.triton_statistics()
+            await driver.stop()
+            queries = [q for i, r in enumerate(driver.recorders)
+                       for q in r.frame_queries(i, t0, t1)]
+            records = await fleet.collect(queries)
+        finally:
+            await fleet.close()
+        inferences = driver.inferences()
+    finally:
+        await driver.close()
+
+    figures = [session_figures(r, robot, t0, t1, rate)
+               for r, robot in zip(driver.recorders, records, strict=True)]
+    jitter = [x for f in figures for x in f.jitter_ms]
+    latency = [x for f in figures for x in f.obs_to_command_ms]
+    inference_ms = [s * 1000.0 for done, s in inferences if t0 <= done <= t1]
+    achieved = [f.achieved_hz for f in figures]
+    delta = {k: counters1.get(k, 0) - counters0.get(k, 0) for k in counters1}
+    span = t1 - t0
+    jitter_p = percentiles(jitter)
+    holds = min(achieved) >= HOLD_FRACTION * rate
+    ok = bool(holds and jitter_p["p99"] is not None and float(jitter_p["p99"]) < JITTER_LIMIT_MS
+              and delta.get("underruns", 0) == 0 and delta.get("missed_ticks", 0) == 0)
+    result: dict[str, Any] = {
+        "design": design, "n": n, "rate_hz": rate, "window_s": round(span, 2),
+        "ok": ok, "holds_rate": holds,
+        "fell_over": float(np.median(achieved)) < FALL_FRACTION * rate,
+        "achieved_hz": {"min": round(min(achieved), 2),
+                        "median": round(float(np.median(achieved)), 2)},
+        "publish_jitter_ms": jitter_p,
+        "arrival_jitter_ms": percentiles(x for f in figures for x in f.arrival_jitter_ms),
+        "obs_to_command_ms": percentiles(latency),
+        "inference_ms": percentiles(inference_ms),
+        "inference_rate_per_s": round(len(inference_ms) / span, 2),
+        "plan_underruns": delta.get("underruns", 0),
+        "missed_ticks": delta.get("missed_ticks", 0),
+        "counters": delta,
+        "triton": _stats_delta(stats0, stats1),
+        "cpu_cores": cpu_use,
+        "sessions": [f.summary for f in figures],
+    }
+    return result, RunSamples(jitter, latency, inference_ms)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(), "gpu": None, "platform": platform.platform(),
+        "python": platform.python_version(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "versions": {p: _version(p) for p in ("onnxruntime", "torch", "lerobot", "aiortc",
+                                              "nvidia-pytriton")},
+        "note": "shared machine: other processes run beside the bench; see cpu_cores",
+    }
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def figure_of_merit(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Largest N that met the criterion, every smaller N meeting it too."""
+    strict = held = 0
+    strict_done = held_done = False
+    for run in sorted(runs, key=lambda r: int(r["n"])):
+        held_done = held_done or not run["holds_rate"]
+        strict_done = strict_done or not run["ok"]
+        held = held if held_done else int(run["n"])
+        strict = strict if strict_done else int(run["n"])
+    return {"max_n": strict, "max_n_rate_held": held,
+            "criterion": f"every session at >= {HOLD_FRACTION:.0%} of the control rate, "
+                         f"publish jitter p99 < {JITTER_LIMIT_MS} ms, no plan underruns "
+                         "and no missed ticks in the window"}
+
+
+def add_ceiling(model: BenchModel, runs: list[dict[str, Any]], threads: int,
+                seconds: float) -> dict[str, Any]:
+    """ONNX Runtime in-process at every batch size Triton formed; per stack run, the
+    throughput that batch mix allows and the fraction the stack used."""
+    sizes = sorted({int(b) for r in runs if r.get("triton") for b in r["triton"]["batch_sizes"]})
+    table = ort_ceiling(model, sizes or [1], threads, seconds)
+    for run in runs:
+        tri = run.get("triton")
+        if not tri or not tri["execution_count"]:
+            continue
+        busy = sum(count * table[b]["batch_ms_p50"] / 1000.0
+                   for b, count in tri["batch_sizes"].items() if b in table)
+        samples = sum(int(b) * count for b, count in tri["batch_sizes"].items())
+        ceiling = samples / busy if busy > 0 else None
+        achieved = tri["inference_count"] / run["window_s"]
+        run["ceiling"] = {
+            "ort_samples_per_s_at_this_batch_mix": None if ceiling is None else round(ceiling, 2),
+            "stack_samples_per_s": round(achieved, 2),
+            "fraction": None if not ceiling else round(achieved / ceiling, 4),
+        }
+    return {"ort_threads": threads, "by_batch_size": table}
+
+
+async def run_model(model: BenchModel, arena: LocalArenaServer, triton: LocalTriton,
+                    opts: Options, on_run: Callable[[str, dict[str, Any]], None] | None
+                    ) -> tuple[dict[str, Any], dict[str, dict[int, RunSamples]]]:
+    runs: list[dict[str, Any]] = []
+    fallen: set[str] = set()
+    samples: dict[str, dict[int, RunSamples]] = {}
+    for n in opts.n_by_model[model.size]:
+        for design in opts.designs:
+            if design in fallen or (design == "baseline_pytorch" and n > opts.pytorch_max_n):
+                continue
+            try:
+                result, run_samples = await run_one(design, model, n, arena, triton, opts)
+            except Exception as exc:
+                log.exception("%s %s N=%d failed", model.size, design, n)
+                result = {"design": design, "n": n, "ok": False, "holds_rate": False,
+                          "fell_over": True, "error": f"{type(exc).__name__}: {exc}"}
+                run_samples = RunSamples([], [], [])
+            runs.append(result)
+            samples.setdefault(design, {})[n] = run_samples
+            if result["fell_over"]:
+                fallen.add(design)
+            if on_run is not None:
+                on_run(model.size, result)
+    ceiling = add_ceiling(model, runs, opts.ort_threads, opts.ceiling_seconds)
+    merit = {d: figure_of_merit([r for r in runs if r["design"] == d]) for d in opts.designs}
+    return {"model": model.describe(), "runs": runs, "figure_of_merit": merit,
+            "ceiling": ceiling}, samples
+
+
+async def run(opts: Options, on_run: Callable[[str, dict[str, Any]], None] | None = None
+              ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Returns (report, samples): samples[model][design][n] = RunSamples, for the plots."""
+    report: dict[str, Any] = {
+        "benchmark": "this stack vs the per-session design (issue 8)",
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine(),
+        "settings": {
+            "designs": opts.designs, "n_by_model": {m: opts.n_by_model[m] for m in opts.models},
+            "pytorch_max_n": opts.pytorch_max_n, "duration_s": opts.duration_s,
+            "warmup_s": opts.warmup_s, "camera_fps": opts.camera_fps,
+            "camera_size_wh": list(opts.camera_size), "robot_joint_rate_hz": opts.joint_rate,
+            "ort_threads": opts.ort_threads, "triton_instances": 1,
+            "stack_session_settings": "orchestrator Settings defaults (crossfade, margin 3 "
+                                      "ticks, max_step 10), triton_timeout_s 10",
+        },
+        "models": {},
+    }
+    samples: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
+        root = Path(tmp)
+        repository, models = await asyncio.to_thread(prepare_models, opts.models, root)
+        triton = LocalTriton(repository, work_dir=root / "triton", ort_threads=opts.ort_threads)
+        try:
+            with LocalArenaServer() as arena:
+                await asyncio.to_thread(triton.start, 180.0)
+                for size, model in models.items():
+                    report["models"][size], samples[size] = await run_model(
+                        model, arena, triton, opts, on_run)
+        finally:
+            triton.close()
+    return report, samples
