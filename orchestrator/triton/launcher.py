@@ -12,8 +12,12 @@ Python API::
     with LocalTriton("model_repository") as triton:
         client = TritonClient(triton.grpc_url)
 
-CLI: ``local-triton --model-repository model_repository`` (SIGHUP re-syncs the
-derived repository and reloads its models).
+Every failure to prepare or start raises :class:`LauncherError` with the
+server's log tail. ``sync()`` (or ``watch_s=``, a polling thread) mirrors a new
+export into the derived repository; a model load through Triton's
+model-control API (``TritonClient.load_model``) then serves the new version.
+
+CLI: ``local-triton`` (:mod:`orchestrator.triton.cli`).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from pathlib import Path
 from tritonclient.grpc import model_config_pb2 as mc
 
 from orchestrator.triton.model_contract import parse_config, render_config
+from orchestrator.triton.triton_env import LauncherError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ _ONNX_BACKENDS = {"onnxruntime"}
 _ONNX_PLATFORMS = {"onnxruntime_onnx"}
 
 
-class RepositoryError(ValueError):
+class RepositoryError(LauncherError, ValueError):
     """The source model repository cannot be served locally."""
 
 
