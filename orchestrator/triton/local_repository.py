@@ -108,6 +108,8 @@ def _read_config(model_dir: Path) -> mc.ModelConfig:
         config = parse_config((model_dir / "config.pbtxt").read_text())
     except Exception as exc:  # text_format.ParseError and OSError alike
         raise RepositoryError(f"{model_dir / 'config.pbtxt'}: {exc}") from exc
+    if not (config.backend or config.platform):
+        raise RepositoryError(f"{model_dir / 'config.pbtxt'}: no backend or platform")
     if config.name and config.name != model_dir.name:
         raise RepositoryError(
             f"{model_dir}: config name {config.name!r} differs from the folder name"
@@ -216,13 +218,17 @@ class RepositoryWatcher:
 
     def _run(self) -> None:
         seen = fingerprint(self.source)
+        pending = None
         while not self._stop.wait(self.interval_s):
             now = fingerprint(self.source)
             if now == seen:
+                pending = None
+                continue
+            if now != pending:  # still changing (a copy in progress?): look again next time
+                pending = now
                 continue
             try:
                 self.sync()
                 seen = now
-            except Exception:  # keep watching: the next export may be fine
-                log.exception("re-syncing %s failed", self.source)
-                seen = now
+            except Exception:  # keep watching and retry: the writer may not be done
+                log.exception("re-syncing %s failed; retrying", self.source)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from orchestrator.triton.local_repository import (
     PYTHON_MODEL_SOURCE,
     RepositoryError,
+    RepositoryWatcher,
     copy_if_changed,
     python_backend_config,
     sync_repository,
@@ -123,3 +126,38 @@ def test_model_without_onnx_file_is_rejected(tmp_path: Path) -> None:
     (source / "empty" / "config.pbtxt").write_text(render_config(config))
     with pytest.raises(RepositoryError, match=r"model\.onnx"):
         sync_repository(source, tmp_path / "dst")
+
+
+def test_a_half_written_config_changes_nothing(tmp_path: Path) -> None:
+    source, target = tmp_path / "src", tmp_path / "dst"
+    write_tiny_model(source, tiny_contract("m"))
+    sync_repository(source, target)
+    before = tree_digest(target)
+    (source / "m" / "config.pbtxt").write_text("")  # truncated, as mid-write
+    with pytest.raises(RepositoryError, match="no backend"):
+        sync_repository(source, target)
+    assert tree_digest(target) == before
+
+
+def test_watcher_syncs_a_new_version_and_retries_after_a_failure(tmp_path: Path) -> None:
+    source, target = tmp_path / "src", tmp_path / "dst"
+    write_tiny_model(source, tiny_contract("m"))
+    sync_repository(source, target)
+    watcher = RepositoryWatcher(source, lambda: sync_repository(source, target), 0.02)
+    watcher.start()
+    try:
+        config = (source / "m" / "config.pbtxt").read_text()
+        (source / "m" / "config.pbtxt").write_text("")
+        shutil.copytree(source / "m" / "1", source / "m" / "2")
+        time.sleep(0.2)  # the watcher fails on the empty config meanwhile, and keeps going
+        assert not (target / "m" / "2").exists()
+        (source / "m" / "config.pbtxt").write_text(config)
+        for _ in range(500):
+            if (target / "m" / "2" / "model.onnx").is_file():
+                break
+            time.sleep(0.02)
+    finally:
+        watcher.stop()
+    assert (target / "m" / "2" / "model.onnx").read_bytes() == (
+        source / "m" / "2" / "model.onnx"
+    ).read_bytes()
