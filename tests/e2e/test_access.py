@@ -49,7 +49,7 @@ def recorded_logs() -> Iterator[Recorder]:
 
 def operations(orch: Orchestrator) -> list[tuple[str, str]]:
     """Every operation the app serves, from its own OpenAPI document."""
-    out = []
+    out: list[tuple[str, str]] = []
     for path, methods in orch.app.openapi()["paths"].items():
         concrete = path.replace("{session_id}", "no-such-session")
         out.extend((method.upper(), concrete) for method in methods)
@@ -65,7 +65,7 @@ async def test_api_key_guards_every_endpoint_but_root_and_health_and_is_never_lo
         assert len(ops) >= 13 and ("GET", "/metrics") in ops
         async with httpx.AsyncClient(base_url=orch.base_url, timeout=30) as bare:
             for method, path in ops:
-                body = {} if method == "POST" else None
+                body: dict[str, Any] | None = {} if method == "POST" else None
                 plain = await bare.request(method, path, json=body)
                 wrong = await bare.request(method, path, json=body,
                                            headers={"X-API-Key": KEY + "x"})
