@@ -270,6 +270,14 @@ class ControlLoop:
         return observation_freshness(frame_ages, joints_age, self.settings.stale_after_s)
 
     async def _infer(self, observation: Observation | None) -> None:
+        try:
+            await self._request_chunk(observation)
+        except asyncio.CancelledError:
+            # A cancelled request (stop, restart) is over: the next start must be free to ask.
+            self.core.on_request_failed()
+            raise
+
+    async def _request_chunk(self, observation: Observation | None) -> None:
         if observation is None:  # a source vanished between the decision and the snapshot
             await asyncio.sleep(self.settings.retry_backoff_s)
             self.core.on_request_failed()
@@ -282,8 +290,6 @@ class ControlLoop:
                 self.policy.name, inputs, version=self.policy.version,
                 timeout_s=self.settings.inference_timeout_s,
             )
-        except asyncio.CancelledError:
-            raise
         except (TritonError, ValueError) as exc:
             self._record_failure(exc)
             await asyncio.sleep(self.settings.retry_backoff_s)

@@ -125,7 +125,12 @@ async def test_session_drives_robot_with_the_models_actions(
         response = await orchestrator.http.post(f"/sessions/{sid}/restart")
         assert response.json()["status"] == "running"
         count = len(robot.received)
-        await wait_for(lambda: len(robot.received) >= count + 10, 20, "commands after restart")
+        try:
+            await wait_for(lambda: len(robot.received) >= count + 10, 20,
+                           "commands after restart")
+        except AssertionError:
+            status = await orchestrator.status(sid)
+            raise AssertionError(f"{status} robot={robot.describe()}") from None
         # Reset clears the plan and joint state without dropping connections.
         assert (await orchestrator.http.post(f"/debug/sessions/{sid}/reset")).status_code == 200
         queue = (await orchestrator.http.get(f"/debug/sessions/{sid}/queue")).json()

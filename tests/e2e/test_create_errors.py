@@ -1,0 +1,100 @@
+"""POST /sessions refuses what it cannot serve with a message that says why, and a failed
+create leaves no session, rooms, connections or tasks behind."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from orchestrator.arena.rest import ArenaRest
+from orchestrator.triton.launcher import LocalTriton
+from tests.e2e.conftest import e2e_settings
+from tests.e2e.test_sessions import session_body
+from tests.support.arena import ArenaServerProcess, free_port
+from tests.support.orchestrator import Orchestrator, run_orchestrator
+
+
+def _sid() -> str:
+    return f"err-{uuid.uuid4().hex[:6]}"
+
+
+async def _post(orch: Orchestrator, body: dict[str, object]) -> tuple[int, str]:
+    response = await orch.http.post("/sessions", json=body)
+    detail = response.json().get("detail")
+    assert isinstance(detail, str | list) and detail, response.text
+    return response.status_code, str(detail)
+
+
+async def test_a_checkpoint_folder_gets_the_export_command(
+    orchestrator: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    body = session_body(_sid(), arena, policy_path="./outputs/train/act/checkpoints/last")
+    status, detail = await _post(orchestrator, body)
+    assert status == 400
+    assert "python -m export ./outputs/train/act/checkpoints/last" in detail
+
+
+async def test_unknown_model_and_camera_mismatch_name_both_sides(
+    orchestrator: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    status, detail = await _post(orchestrator, session_body(_sid(), arena,
+                                                            policy_path="no_such_model"))
+    assert status == 404 and "no_such_model" in detail
+    status, detail = await _post(orchestrator, session_body(_sid(), arena,
+                                                            camera_names=["wrist", "top"]))
+    assert status == 400
+    assert "['wrist', 'top']" in detail and "['front']" in detail
+    # Nothing was created for either.
+    assert orchestrator.manager.sessions() == []
+
+
+async def test_unknown_and_duplicate_sessions(
+    orchestrator: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    for method, path in (("GET", "/sessions/nope"), ("DELETE", "/sessions/nope"),
+                         ("POST", "/sessions/nope/start"), ("POST", "/sessions/nope/stop"),
+                         ("POST", "/sessions/nope/restart"),
+                         ("POST", "/debug/sessions/nope/reset"),
+                         ("GET", "/debug/sessions/nope/queue")):
+        response = await orchestrator.http.request(method, path)
+        assert response.status_code == 404, (method, path, response.text)
+        assert "nope" in response.json()["detail"]
+    sid = _sid()
+    await orchestrator.create_session(**session_body(sid, arena))
+    status, detail = await _post(orchestrator, session_body(sid, arena))
+    assert status == 409 and sid in detail
+    # A session that is not running cannot be started twice, but stop always works.
+    assert (await orchestrator.http.post(f"/sessions/{sid}/stop")).status_code == 200
+    assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_unreachable_arena_is_503_and_leaves_nothing(
+    orchestrator: Orchestrator,
+) -> None:
+    tasks_before = len(asyncio.all_tasks())
+    body = {"session_id": _sid(), "policy_path": "tiny_act", "camera_names": ["front"],
+            "arena_server_url": f"http://127.0.0.1:{free_port()}"}
+    status, detail = await _post(orchestrator, body)
+    assert status == 503
+    assert "Arena server" in detail and body["arena_server_url"] in detail
+    assert orchestrator.manager.sessions() == []
+    await asyncio.sleep(0.2)
+    assert len(asyncio.all_tasks()) <= tasks_before
+
+
+async def test_unreachable_triton_is_503(arena: ArenaServerProcess,
+                                         e2e_triton: LocalTriton) -> None:
+    settings = e2e_settings(e2e_triton).model_copy(
+        update={"triton_url": f"127.0.0.1:{free_port()}", "triton_timeout_s": 1.0}
+    )
+    async with run_orchestrator(settings) as orch:
+        sid, workspace = _sid(), uuid.uuid4().hex
+        status, detail = await _post(orch, session_body(sid, arena, workspace_id=workspace))
+        assert status == 503
+        assert "Triton" in detail and settings.triton_url in detail
+        # The check comes before any room is made.
+        async with ArenaRest(arena.base_url) as rest:
+            assert await rest.list_robotics_rooms(workspace) == []
+            assert await rest.list_video_rooms(workspace) == []
+        health = (await orch.http.get("/health")).json()
+        assert health["triton_ready"] is False
