@@ -78,8 +78,11 @@ async def local_triton(settings: Settings) -> AsyncIterator[str]:
         return
     base = settings.local_triton_port_base
     settings.local_triton_dir.mkdir(parents=True, exist_ok=True)
+    # watch_s: a model exported while the stack runs is synced into the served repository;
+    # loading it is then one model-control call (POST /v2/repository/models/NAME/load).
     server = LocalTriton(settings.model_repository, work_dir=settings.local_triton_dir,
-                         http_port=base, grpc_port=base + 1, metrics_port=base + 2)
+                         http_port=base, grpc_port=base + 1, metrics_port=base + 2,
+                         watch_s=1.0)
     await asyncio.to_thread(server.start)
     log.info("local Triton ready: gRPC %s, HTTP %s, metrics %s (log %s)",
              server.grpc_url, server.http_url, server.metrics_url, server.log_path)

@@ -49,7 +49,7 @@ def create_app(settings: Settings, triton: TritonClient | None = None) -> FastAP
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = triton or TritonClient(
-            settings.triton_url or "127.0.0.1:8001",
+            settings.triton_url or f"127.0.0.1:{settings.local_triton_port_base + 1}",
             timeout_s=settings.triton_timeout_s,
             shared_memory=settings.triton_shared_memory,
         )

@@ -64,9 +64,16 @@ async def test_sessions_share_the_model_and_are_batched(
         async with fleet(orch, arena, n) as robots:
             await wait_for(lambda: all(len(r.received) >= 30 for r in robots), 60,
                            f"30 commands at each of {n} robots")
-            after = await triton.statistics("tiny_act")
             statuses = [await orch.status(s.session_id) for s in orch.manager.sessions()]
             assert len(statuses) == n
+        # Triton updates its statistics just after answering: read until they settle.
+        after = await triton.statistics("tiny_act")
+        while True:
+            await asyncio.sleep(0.3)
+            again = await triton.statistics("tiny_act")
+            if again == after:
+                break
+            after = again
         batched = {size: count - before.batch_sizes.get(size, 0)
                    for size, count in after.batch_sizes.items()}
         inferences = after.inference_count - before.inference_count
