@@ -91,6 +91,7 @@ class ControlLoop:
         cameras: Mapping[str, FrameSource],
         publish: Callable[[Mapping[str, float]], Awaitable[object]],
         joints_alive: Callable[[], bool] = lambda: False,
+        on_crash: Callable[[str], None] | None = None,
     ) -> None:
         self.session_id = session_id
         self.contract = contract
@@ -101,6 +102,7 @@ class ControlLoop:
         self._cameras = cameras
         self._publish = publish
         self._joints_alive = joints_alive
+        self._on_crash = on_crash
         self.mapper = JointMapper(contract.state_names, aliases, action_names=contract.action_names)
         self.core = ControlCore.create(
             contract.action_names, contract.chunk_size, settings.rate_hz,
@@ -134,6 +136,7 @@ class ControlLoop:
         for kind in _ERROR_KINDS:
             metrics.ERRORS.labels(session_id, kind)
         self._last_decision: TickDecision | None = None
+        self.crashed: str | None = None  # why the loop task ended by itself, if it did
 
     # -- lifecycle -----------------------------------------------------------------------
     @property
@@ -155,7 +158,20 @@ class ControlLoop:
             return
         self.core.rearm(self._reference())
         self._stop_reason = None
+        self.crashed = None
         self._task = asyncio.create_task(self._run(), name=f"control-{self.session_id}")
+        self._task.add_done_callback(self._on_loop_end)
+
+    def _on_loop_end(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:  # ticks catch their own errors: this is a bug, not a fault
+            self.crashed = f"control loop ended: {type(exc).__name__}: {exc}"
+            self.core.latch_stop()
+            log.error("session %s: %s", self.session_id, self.crashed, exc_info=exc)
+            if self._on_crash is not None:
+                self._on_crash(self.crashed)
 
     async def stop(self) -> None:
         self.core.latch_stop()  # nothing more is published, even before the task ends

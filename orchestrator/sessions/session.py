@@ -152,6 +152,7 @@ class Session:
             cameras=self.cameras,
             publish=self.commands_out.send_joints,
             joints_alive=self._robot_publishing,
+            on_crash=self._on_loop_crash,
         )
         self._transition = asyncio.Lock()
         self._producer_present = False
@@ -297,6 +298,10 @@ class Session:
                     raise
                 await self._rest.create_video_room(cfg.workspace_id, room)
                 log.warning("session %s: recreated missing video room %s", self.session_id, room)
+
+    def _on_loop_crash(self, reason: str) -> None:
+        self.state = SessionState.ERROR
+        self.error_message = reason
 
     def _on_emergency_stop(self, reason: str) -> None:
         # Latch at once (synchronously: no await between the message and the latch).
