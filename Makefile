@@ -39,7 +39,7 @@ run: setup
 	$(PY) -m orchestrator.stack $(ARGS)
 
 demo: setup
-	$(PY) -m orchestrator.stack --demo $(ARGS)
+	$(PY) -m orchestrator.stack --demo true $(ARGS)
 
 openapi: $(VENV)/.stamp
 	$(PY) -m orchestrator.api.openapi_dump openapi.json
