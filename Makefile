@@ -6,7 +6,7 @@ TRITON_VENV := .venv-triton
 PY := $(VENV)/bin/python
 PIP_FLAGS ?= --disable-pip-version-check -q
 
-.PHONY: all setup run demo test lint unit e2e openapi bench clean
+.PHONY: all setup run demo test lint openapi bench clean
 
 all: setup
 
