@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pytorch-max-n", type=int, default=8,
                    help="largest N for the PyTorch baseline (each session loads its own model)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
+    p.add_argument("--duration-default", type=float, default=20.0,
+                   help="measured seconds per run of the default ACT (a chunk lasts 3.3 s)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds after the first commands")
     p.add_argument("--camera-fps", type=float, default=10.0)
     p.add_argument("--camera-size", type=_size, default=(128, 96), help="WxH of the cameras")
@@ -64,7 +66,8 @@ def options(args: argparse.Namespace) -> Options:
     ns = {"small": _ints(args.n), "default": _ints(args.n_default), "tiny": _ints(args.n)}
     return Options(
         models=_names(args.models), n_by_model=ns, designs=_names(args.designs),
-        pytorch_max_n=args.pytorch_max_n, duration_s=args.duration, warmup_s=args.warmup,
+        pytorch_max_n=args.pytorch_max_n, duration_s=args.duration,
+        duration_by_model={"default": args.duration_default}, warmup_s=args.warmup,
         camera_fps=args.camera_fps, camera_size=args.camera_size, joint_rate=args.joint_rate,
         rate_hz=args.rate, ort_threads=args.ort_threads,
     )

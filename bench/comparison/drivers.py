@@ -73,9 +73,10 @@ class StackDriver(Driver):
     design = "stack"
 
     def __init__(self, *, model: BenchModel, n: int, arena_url: str, triton_url: str,
-                 rate: float) -> None:
+                 rate: float, latency_prior_s: float = 0.1) -> None:
         self.model, self.n, self.arena_url, self.rate = model, n, arena_url, rate
-        self.settings = Settings(triton_url=triton_url, triton_timeout_s=10.0, max_sessions=64)
+        self.settings = Settings(triton_url=triton_url, triton_timeout_s=10.0, max_sessions=64,
+                                 latency_prior_s=latency_prior_s)
         self.workspace = f"bench-{uuid.uuid4().hex[:8]}"
         self.ids = [f"stack{i:02d}-{uuid.uuid4().hex[:4]}" for i in range(n)]
         self.recorders = [SessionRecorder() for _ in range(n)]

@@ -133,7 +133,11 @@ class Fleet:
             if time.monotonic() > deadline:
                 return {"error": f"no answer from the robot fleet within {timeout_s:.0f} s"}
             await asyncio.sleep(0.05)
-        answer: dict[str, Any] = self._conn.recv()
+        try:
+            answer: dict[str, Any] = self._conn.recv()
+        except (EOFError, OSError) as exc:  # the child died before answering
+            return {"error": f"robot fleet exited ({type(exc).__name__}), "
+                             f"code {self._proc.exitcode}"}
         return answer
 
     async def close(self) -> None:

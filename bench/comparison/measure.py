@@ -31,12 +31,20 @@ from sim_robot.pattern import decode_frame_index
 from .fleet import RobotRecord
 
 
-@dataclass(frozen=True)
+@dataclass
 class ObsInfo:
     tick: int
     taken_at: float
     frame_arrived: float  # oldest camera frame's arrival in the process under test
-    frame_index: dict[str, int | None]  # camera -> index decoded from the pixels
+    frames: dict[str, np.ndarray]  # camera -> the frame as received (decoded after the run)
+    _index: dict[str, int | None] | None = None
+
+    @property
+    def frame_index(self) -> dict[str, int | None]:
+        """Camera -> frame index read from the pixels (decoded once, off the control loop)."""
+        if self._index is None:
+            self._index = {cam: decode_frame_index(rgb) for cam, rgb in self.frames.items()}
+        return self._index
 
 
 @dataclass
@@ -48,6 +56,7 @@ class SessionRecorder:
 
     def note_publish(self, t: float, values: Mapping[str, float],
                      observation: Observation | None) -> None:
+        """Called inside the tick: keep it cheap (a reference to the frames, no decoding)."""
         idx = None if observation is None else self._observation(observation)
         self.publishes.append((t, idx, dict(values)))
 
@@ -59,10 +68,8 @@ class SessionRecorder:
         idx = self._index.get(key)
         if idx is None:
             idx = self._index[key] = len(self.observations)
-            self.observations.append(ObsInfo(
-                obs.tick, obs.taken_at, obs.oldest_stamp,
-                {cam: decode_frame_index(rgb) for cam, rgb in obs.frames.items()},
-            ))
+            self.observations.append(
+                ObsInfo(obs.tick, obs.taken_at, obs.oldest_stamp, dict(obs.frames)))
         return idx
 
     def first_publishes(self, t0: float, t1: float) -> dict[int, tuple[float, dict[str, float]]]:

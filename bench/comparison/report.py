@@ -40,24 +40,27 @@ def plot_model(size: str, section: dict[str, Any], samples: dict[str, Any],
     designs = [d for d in COLORS if d in samples]
     paths: list[Path] = []
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
-    for design in designs:
+    cols = max(1, len(designs))
+    fig, axes = plt.subplots(2, cols, figsize=(5 * cols, 8), squeeze=False)
+    for col, design in enumerate(designs):
         runs = samples[design]
         for i, n in enumerate(sorted(runs)):
             a = _alpha(i, len(runs))
-            _cdf(axes[0], runs[n].obs_to_command_ms, f"{design} N={n}", COLORS[design], a)
-            _cdf(axes[1], runs[n].inference_ms, f"{design} N={n}", COLORS[design], a)
-    for ax, title in zip(axes, ("observation -> command at the robot (ms)",
-                                "inference latency (ms)"), strict=True):
-        ax.set_xscale("log")
-        ax.set_xlabel(title)
-        ax.set_ylabel("fraction")
-        ax.grid(True, alpha=0.3)
-    axes[1].legend(fontsize=7, ncol=2)
+            _cdf(axes[0][col], runs[n].obs_to_command_ms, f"N={n}", COLORS[design], a)
+            _cdf(axes[1][col], runs[n].inference_ms, f"N={n}", COLORS[design], a)
+        axes[0][col].set_title(design)
+        for row, label in enumerate(("observation -> command at the robot (ms)",
+                                     "inference latency (ms)")):
+            ax = axes[row][col]
+            ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_ylabel("fraction")
+            ax.grid(True, alpha=0.3)
+            ax.legend(fontsize=7)
     fig.suptitle(f"{size} ACT: latency CDFs (darker = more sessions)")
     fig.tight_layout()
     paths.append(out_dir / f"comparison_{size}_latency_cdf.png")
-    fig.savefig(paths[-1], dpi=110)
+    fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
 
     fig, axes = plt.subplots(1, len(designs) or 1, figsize=(5 * max(1, len(designs)), 4.2),

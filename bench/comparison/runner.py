@@ -48,6 +48,7 @@ class Options:
     designs: list[str] = field(default_factory=lambda: list(DESIGNS))
     pytorch_max_n: int = 8
     duration_s: float = 10.0
+    duration_by_model: dict[str, float] = field(default_factory=dict)  # overrides duration_s
     warmup_s: float = 3.0
     camera_fps: float = 10.0
     camera_size: tuple[int, int] = (128, 96)  # width, height
@@ -56,6 +57,8 @@ class Options:
     ort_threads: int = 1
     flow_timeout_s: float = 45.0
     ceiling_seconds: float = 2.0  # ONNX Runtime timing per batch size
+    # The stack's latency prior per model (set by run_model from a batch-1 measurement).
+    latency_prior_by_model: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,7 +85,8 @@ def _driver(design: str, model: BenchModel, n: int, arena: LocalArenaServer,
             triton: LocalTriton, rate: float, opts: Options) -> Driver:
     if design == "stack":
         return StackDriver(model=model, n=n, arena_url=arena.base_url,
-                           triton_url=triton.grpc_url, rate=rate)
+                           triton_url=triton.grpc_url, rate=rate,
+                           latency_prior_s=opts.latency_prior_by_model.get(model.size, 0.1))
     runtime = design.removeprefix("baseline_")
     return BaselineDriver(model=model, n=n, arena_url=arena.base_url, rate=rate,
                           runtime=runtime, threads=opts.ort_threads)
@@ -114,7 +118,7 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
             counters0, stats0 = driver.counters(), await driver.triton_statistics()
             cpu.start()
             t0 = time.monotonic()
-            await asyncio.sleep(opts.duration_s)
+            await asyncio.sleep(opts.duration_by_model.get(model.size, opts.duration_s))
             t1 = time.monotonic()
             cpu_use = cpu.stop()
             counters1, stats1 = driver.counters(), await driver.triton_statistics()
@@ -147,6 +151,7 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
         "achieved_hz": {"min": round(min(achieved), 2),
                         "median": round(float(np.median(achieved)), 2)},
         "publish_jitter_ms": jitter_p,
+        "periods_over_5ms": int(sum(1 for x in jitter if x >= JITTER_LIMIT_MS)),
         "arrival_jitter_ms": percentiles(x for f in figures for x in f.arrival_jitter_ms),
         "obs_to_command_ms": percentiles(latency),
         "inference_ms": percentiles(inference_ms),
@@ -209,10 +214,14 @@ def add_ceiling(model: BenchModel, runs: list[dict[str, Any]], threads: int,
         samples = sum(int(b) * count for b, count in tri["batch_sizes"].items())
         ceiling = samples / busy if busy > 0 else None
         achieved = tri["inference_count"] / run["window_s"]
+        per_session = achieved / run["n"]
         run["ceiling"] = {
             "ort_samples_per_s_at_this_batch_mix": None if ceiling is None else round(ceiling, 2),
             "stack_samples_per_s": round(achieved, 2),
             "fraction": None if not ceiling else round(achieved / ceiling, 4),
+            # How many sessions with this run's demand the model alone could feed.
+            "sessions_the_model_could_feed": None if not (ceiling and per_session)
+            else int(ceiling / per_session),
         }
     return {"ort_threads": threads, "by_batch_size": table}
 
@@ -223,6 +232,12 @@ async def run_model(model: BenchModel, arena: LocalArenaServer, triton: LocalTri
     runs: list[dict[str, Any]] = []
     fallen: set[str] = set()
     samples: dict[str, dict[int, RunSamples]] = {}
+    # As an operator would set ORCHESTRATOR_LATENCY_PRIOR_S for a slow model: the default
+    # 0.1 s is far below the default ACT's CPU latency, and the loop trusts its own
+    # measurement only after 5 chunks (15 s of a 100-action chunk at 30 Hz).
+    batch1 = ort_ceiling(model, [1], opts.ort_threads, min(1.0, opts.ceiling_seconds)
+                         )["1"]["batch_ms_p50"] / 1000.0
+    prior = opts.latency_prior_by_model.setdefault(model.size, max(0.1, 4.0 * batch1))
     for n in opts.n_by_model[model.size]:
         for design in opts.designs:
             if design in fallen or (design == "baseline_pytorch" and n > opts.pytorch_max_n):
@@ -243,7 +258,8 @@ async def run_model(model: BenchModel, arena: LocalArenaServer, triton: LocalTri
     ceiling = add_ceiling(model, runs, opts.ort_threads, opts.ceiling_seconds)
     merit = {d: figure_of_merit([r for r in runs if r["design"] == d]) for d in opts.designs}
     return {"model": model.describe(), "runs": runs, "figure_of_merit": merit,
-            "ceiling": ceiling}, samples
+            "ceiling": ceiling, "stack_latency_prior_s": round(prior, 3),
+            "ort_batch1_ms_before_runs": round(batch1 * 1000.0, 2)}, samples
 
 
 async def run(opts: Options, on_run: Callable[[str, dict[str, Any]], None] | None = None
@@ -256,11 +272,13 @@ async def run(opts: Options, on_run: Callable[[str, dict[str, Any]], None] | Non
         "settings": {
             "designs": opts.designs, "n_by_model": {m: opts.n_by_model[m] for m in opts.models},
             "pytorch_max_n": opts.pytorch_max_n, "duration_s": opts.duration_s,
+            "duration_by_model": opts.duration_by_model,
             "warmup_s": opts.warmup_s, "camera_fps": opts.camera_fps,
             "camera_size_wh": list(opts.camera_size), "robot_joint_rate_hz": opts.joint_rate,
             "ort_threads": opts.ort_threads, "triton_instances": 1,
             "stack_session_settings": "orchestrator Settings defaults (crossfade, margin 3 "
-                                      "ticks, max_step 10), triton_timeout_s 10",
+                                      "ticks, max_step 10), triton_timeout_s 10, "
+                                      "latency_prior_s per model (see stack_latency_prior_s)",
         },
         "models": {},
     }
