@@ -94,8 +94,9 @@ class LatencyStats:
 
 class LatencyTracker:
     """Recent inference latencies of one session. Until ``min_samples`` latencies are
-    known every percentile is the configured prior, so one lucky first request cannot make
-    the refill decision too optimistic."""
+    known every percentile is the configured prior, or the slowest latency seen if that is
+    larger, so one lucky first request cannot make the refill decision too optimistic and
+    a slow model does not underrun while the window fills."""
 
     def __init__(self, prior_s: float = 0.1, window: int = 100, min_samples: int = 5) -> None:
         if not math.isfinite(prior_s) or prior_s < 0:
@@ -128,7 +129,9 @@ class LatencyTracker:
     def _compute(self) -> LatencyStats:
         n = len(self._samples)
         if n < self.min_samples:
-            p = self.prior_s
+            # The prior is a floor, not a cap: a slow model (the default ACT on a CPU takes
+            # far longer than the prior) is believed from its first answer on.
+            p = max(self.prior_s, max(self._samples, default=0.0))
             return LatencyStats(p, p, p, n, measured=False)
         p50, p95, p99 = np.percentile(np.fromiter(self._samples, np.float64, n), [50, 95, 99])
         return LatencyStats(float(p50), float(p95), float(p99), n, measured=True)

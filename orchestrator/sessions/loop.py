@@ -301,7 +301,11 @@ class ControlLoop:
         k_obs = observation.tick
         started = time.monotonic()
         try:
-            inputs = self.builder.inputs(observation)
+            if self.builder.needs_resize(observation):
+                # Resizing takes milliseconds per frame: keep it off the ticks' event loop.
+                inputs = await asyncio.to_thread(self.builder.inputs, observation)
+            else:
+                inputs = self.builder.inputs(observation)
             output = await self._triton.infer(
                 self.policy.name, inputs, version=self.policy.version,
                 timeout_s=self.settings.inference_timeout_s,

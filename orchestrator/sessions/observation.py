@@ -67,6 +67,10 @@ class ObservationBuilder:
             images[camera], stamps[camera], seqs[camera] = rgb, frame.arrived_at, frame.seq
         return Observation(tick, now, np.asarray(state, dtype=np.float32), images, stamps, seqs)
 
+    def needs_resize(self, observation: Observation) -> bool:
+        return any(rgb.shape[:2] != self.contract.image_sizes[camera]
+                   for camera, rgb in observation.frames.items())
+
     def inputs(self, observation: Observation) -> dict[str, np.ndarray]:
         """Batch-of-one Triton inputs named by LeRobot's feature keys."""
         out: dict[str, np.ndarray] = {STATE_INPUT: observation.state.reshape(1, -1)}

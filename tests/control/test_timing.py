@@ -94,6 +94,15 @@ def test_latency_tracker_uses_the_prior_until_enough_samples() -> None:
     assert tracker.stats().measured and tracker.p95 == pytest.approx(0.01)
 
 
+def test_a_slower_first_latency_overrides_the_prior() -> None:
+    tracker = LatencyTracker(prior_s=0.1, window=10, min_samples=5)
+    tracker.add(0.6)  # the default ACT on a CPU
+    stats = tracker.stats()
+    assert not stats.measured and stats.p95 == pytest.approx(0.6)
+    tracker.add(0.05)
+    assert tracker.p95 == pytest.approx(0.6)  # still the slowest seen, never below the prior
+
+
 def test_latency_tracker_keeps_a_recent_window() -> None:
     tracker = LatencyTracker(prior_s=0.1, window=5, min_samples=1)
     for _ in range(5):
