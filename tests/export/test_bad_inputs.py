@@ -6,10 +6,12 @@ of the session's exported one) and compare the whole folder around it before and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -142,17 +144,31 @@ def test_repository_under_a_file(exported_repository: ExportedRepository, tmp_pa
     assert snapshot_tree(tmp_path) == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
+@contextlib.contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """A folder nobody may write into: chmod for users; root ignores permissions, so for
+    root the folder is made immutable (chattr +i), which binds root too."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    subprocess.run(["chattr", "+i", str(folder)], check=True, capture_output=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True, capture_output=True)
+
+
 def test_read_only_repository(exported_repository: ExportedRepository, tmp_path: Path) -> None:
     repo = clone_repository(exported_repository.repository, tmp_path / "model_repository")
     before = snapshot_tree(tmp_path)
-    repo.chmod(0o555)
-    try:
+    with _read_only(repo):
         proc = run_export_cli(
             exported_repository.checkpoint.path, "--repository", repo, "--name", "other"
         )
-    finally:
-        repo.chmod(0o755)
     _assert_clean_failure(proc.returncode, proc.stderr, "cannot write to repository")
     assert snapshot_tree(tmp_path) == before
 
