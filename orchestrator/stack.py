@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from arena_server.launcher import LocalArenaServer
 from orchestrator.api.app import create_app
 from orchestrator.settings import Settings, settings_from_cli
 from orchestrator.triton.launcher import LocalTriton
@@ -97,22 +98,13 @@ async def local_arena(settings: Settings) -> AsyncIterator[None]:
     if not settings.start_arena:
         yield
         return
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "arena_server", "--host", "127.0.0.1", "--port",
-         str(settings.arena_port), "--log-level", "warning"],
-        stdin=subprocess.DEVNULL,
-    )
+    server = LocalArenaServer(port=settings.arena_port)
+    await server.astart()
+    log.info("local room server ready on %s", server.base_url)
     try:
-        await _wait_http(f"http://127.0.0.1:{settings.arena_port}/health", 30, "room server")
-        log.info("local room server ready on http://127.0.0.1:%d", settings.arena_port)
         yield
     finally:
-        proc.terminate()
-        try:
-            await asyncio.to_thread(proc.wait, 10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait)
+        await server.astop()
 
 
 def banner(settings: Settings, models: list[str]) -> str:
