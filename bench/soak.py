@@ -132,35 +132,40 @@ async def cycles(orch: Orchestrator, arena: LocalArenaServer, total: int, parall
 
 
 # -- 2. soak ----------------------------------------------------------------------------
-def record_publishes(orch: Orchestrator, sid: str) -> list[dict[str, float]]:
+def command_key(values: Mapping[str, float]) -> int:
+    """A compact fingerprint of one full command (the bench keeps one per command sent, so
+    its own memory stays small beside the orchestrator's)."""
+    return hash(json.dumps(dict(values), sort_keys=True))
+
+
+def record_publishes(orch: Orchestrator, sid: str) -> list[int]:
     """Wrap the session loop's publish callable and keep every command it sent."""
     loop = orch.manager.get(sid).loop
-    sent: list[dict[str, float]] = []
+    sent: list[int] = []
     publish: Callable[[Mapping[str, float]], Awaitable[object]] = loop._publish
 
     async def recording(values: Mapping[str, float]) -> object:
         ok = await publish(values)
         if ok:
-            sent.append(dict(values))
+            sent.append(command_key(values))
         return ok
 
     loop._publish = recording  # bench instrumentation
     return sent
 
 
-def compare(sent: list[dict[str, float]], robot: SimRobot) -> dict[str, int]:
+def compare(sent: list[int], robot: SimRobot) -> dict[str, int]:
     """Align what the robot got with what was sent. The server forwards only changed
     joints, so a command equal to the previous one never arrives: compare full commands."""
-    expected: list[dict[str, float]] = []
-    for command in sent:
-        if not expected or command != expected[-1]:
-            expected.append(command)
+    keys: list[int] = []
+    for sent_key in sent:
+        if not keys or sent_key != keys[-1]:
+            keys.append(sent_key)
     got = full_commands(list(robot.received))
-    keys = [json.dumps(c, sort_keys=True) for c in expected]
     lost = out_of_order = unknown = 0
     cursor = 0  # the next expected command
     for command in got:
-        key = json.dumps(command, sort_keys=True)
+        key = command_key(command)
         # The same values may recur (joints resting on a limit): match the nearest one ahead.
         ahead = next((j for j in range(cursor, min(len(keys), cursor + WINDOW))
                       if keys[j] == key), None)
@@ -171,8 +176,8 @@ def compare(sent: list[dict[str, float]], robot: SimRobot) -> dict[str, int]:
             out_of_order += 1
         else:
             unknown += 1
-    lost += len(expected) - cursor
-    return {"sent": len(sent), "sent_distinct": len(expected), "received": len(got),
+    lost += len(keys) - cursor
+    return {"sent": len(sent), "sent_distinct": len(keys), "received": len(got),
             "lost": lost, "out_of_order": out_of_order, "unknown": unknown}
 
 
@@ -182,7 +187,7 @@ async def soak(orch: Orchestrator, arena: LocalArenaServer, count: int, minutes:
     samples: list[dict[str, Any]] = []
     async with contextlib.AsyncExitStack() as stack:
         robots: dict[str, SimRobot] = {}
-        sent: dict[str, list[dict[str, float]]] = {}
+        sent: dict[str, list[int]] = {}
         for sid in sids:
             created = await orch.create_session(**body(sid, arena))
             stack.push_async_callback(orch.http.delete, f"/sessions/{sid}")
