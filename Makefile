@@ -27,7 +27,7 @@ $(TRITON_VENV)/.stamp: orchestrator/triton/server-requirements.txt
 	@touch $@
 
 lint: $(VENV)/.stamp
-	$(VENV)/bin/ruff check orchestrator export arena_server sim_robot tests bench
+	$(VENV)/bin/ruff check orchestrator export arena_server sim_robot tests bench tools
 	$(VENV)/bin/mypy
 
 # The README's test command: set up, lint, then every test against real servers.

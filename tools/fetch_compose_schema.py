@@ -26,7 +26,7 @@ def main() -> int:
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         member = tar.extractfile(MEMBER)
         if member is None:
-            print(f"{MEMBER} missing from {url}", file=sys.stderr)
+            sys.stderr.write(f"{MEMBER} missing from {url}\n")
             return 1
         schema = json.loads(member.read())
     target.parent.mkdir(parents=True, exist_ok=True)
