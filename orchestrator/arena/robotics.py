@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 Role = Literal["producer", "consumer"]
 EmergencyCallback = Callable[[str], None]
+# Distinct joint names a consumer keeps: real arms have a handful; junk must stay bounded.
+MAX_JOINT_NAMES = 256
 
 
 def unique_participant_id(room_id: str, role: Role) -> str:
@@ -67,6 +69,7 @@ class RoboticsStats:
     heartbeats_sent: int = 0
     sent: int = 0  # joint_update messages sent (producer)
     send_dropped: int = 0  # send_joints while disconnected or failing
+    dropped_names: int = 0  # new joint names beyond MAX_JOINT_NAMES (consumer)
     last_error: str | None = None
 
 
@@ -331,6 +334,15 @@ class RoboticsConsumer(_RoboticsClient):
             changed = {entry.name: entry.value for entry in msg.data}
         if not changed:
             return
+        if len(self._joints) + len(changed) > MAX_JOINT_NAMES:
+            # A producer flooding new names must not grow this state without bound.
+            fresh = [n for n in changed if n not in self._joints]
+            room = max(0, MAX_JOINT_NAMES - len(self._joints))
+            for name in fresh[room:]:
+                del changed[name]
+            self.stats.dropped_names += len(fresh) - min(room, len(fresh))
+            if not changed:
+                return
         self._joints.update(changed)
         self.stats.readings += 1
         self._last_reading_at = time.monotonic()

@@ -8,7 +8,6 @@ alias map, an exact model name, then LeRobot's ``.pos`` suffix (``shoulder_pan``
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Real
@@ -16,7 +15,10 @@ from numbers import Real
 import numpy as np
 
 _SUFFIX = ".pos"
-_MAX_UNKNOWN_NAMES = 32  # remembered for the status; a flood of junk names stays bounded
+_MAX_UNKNOWN_NAMES = 32
+# Far beyond any joint unit (normalized -100..100, degrees, radians): a larger reading is
+# garbage, and would overflow the model's float32 input to inf.
+MAX_ABS_VALUE = 1e6  # remembered for the status; a flood of junk names stays bounded
 
 
 @dataclass(frozen=True)
@@ -110,9 +112,8 @@ class JointMapper:
             if index is None or not isinstance(name, str):
                 unknown.append(str(name)[:64])
                 continue
-            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(
-                float(value)
-            ):
+            if (isinstance(value, bool) or not isinstance(value, Real)
+                    or not abs(float(value)) <= MAX_ABS_VALUE):  # also false for NaN
                 invalid.append(name)
                 continue
             self._values[index] = float(value)

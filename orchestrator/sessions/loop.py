@@ -12,20 +12,20 @@ import contextlib
 import logging
 import math
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from orchestrator.control.core import ControlCore, TickDecision
+from orchestrator.control.core import ControlCore
 from orchestrator.control.freshness import age_since, observation_freshness
 from orchestrator.control.joints import JointMapper
-from orchestrator.control.reasons import Reason
 from orchestrator.control.timing import TickClock
 from orchestrator.observability import metrics
 from orchestrator.observability.logs import RateLimitedLogger
+from orchestrator.sessions import report
 from orchestrator.sessions.observation import Observation, ObservationBuilder
 from orchestrator.sessions.policy import PolicyRef
 from orchestrator.settings import BlendMode
@@ -40,13 +40,6 @@ from orchestrator.triton.client import (
 from orchestrator.triton.model_contract import ModelContract
 
 log = logging.getLogger(__name__)
-
-
-class JointSource(Protocol):
-    @property
-    def joints(self) -> Mapping[str, float]: ...
-    @property
-    def last_reading_at(self) -> float | None: ...
 
 
 class FrameSource(Protocol):
@@ -73,10 +66,6 @@ _ERROR_KINDS = ("triton_unavailable", "model_unavailable", "inference_timeout", 
                 "inference_error", "bad_chunk", "tick")
 
 
-def _ms_percentile(values: np.ndarray, q: float) -> float | None:
-    return round(float(np.percentile(values, q)) * 1000, 3) if values.size else None
-
-
 class ControlLoop:
     def __init__(
         self,
@@ -87,7 +76,6 @@ class ControlLoop:
         settings: LoopSettings,
         aliases: Mapping[str, str],
         triton: TritonClient,
-        joints: JointSource,
         cameras: Mapping[str, FrameSource],
         publish: Callable[[Mapping[str, float]], Awaitable[object]],
         joints_alive: Callable[[], bool] = lambda: False,
@@ -98,7 +86,6 @@ class ControlLoop:
         self.policy = policy
         self.settings = settings
         self._triton = triton
-        self._joints = joints
         self._cameras = cameras
         self._publish = publish
         self._joints_alive = joints_alive
@@ -115,16 +102,10 @@ class ControlLoop:
         self._task: asyncio.Task[None] | None = None
         self._inference: asyncio.Task[None] | None = None
         self._clock: TickClock | None = None
-        self._joint_stamp: float | None = None
         self._last_publish: float | None = None
-        self._problem: str | None = None
+        self.inference_problem: str | None = None
         self._stop_reason: str | None = None
-        self._errors: Counter[str] = Counter()
-        self._interventions: Counter[str] = Counter()
-        self._commands_sent = 0
-        self._obs_to_command: deque[float] = deque(maxlen=500)
-        self._lateness: deque[float] = deque(maxlen=500)
-        self._batch_sizes: deque[int] = deque(maxlen=200)
+        self.counters = report.LoopCounters()
         self._chunk_obs: Observation | None = None  # the observation behind the plan's head
         # The last chunks merged, with the observation each came from: for debug and for
         # checking published commands against the model's output.
@@ -135,7 +116,6 @@ class ControlLoop:
             metrics.SAFETY_INTERVENTIONS.labels(session_id, kind)
         for kind in _ERROR_KINDS:
             metrics.ERRORS.labels(session_id, kind)
-        self._last_decision: TickDecision | None = None
         self.crashed: str | None = None  # why the loop task ended by itself, if it did
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -194,7 +174,6 @@ class ControlLoop:
         """Clear the plan and the joint state (connections stay)."""
         self.core.reset()
         self.mapper.reset()
-        self._joint_stamp = None
         self._chunk_obs = None
 
     def _reference(self) -> np.ndarray | None:
@@ -227,33 +206,32 @@ class ControlLoop:
             except asyncio.CancelledError:
                 raise
             except Exception:  # one bad tick must not end the session's control
-                self._errors["tick"] += 1
+                self.counters.errors["tick"] += 1
                 metrics.ERRORS.labels(self.session_id, "tick").inc()
                 log.exception("session %s: tick %d failed", self.session_id, k)
 
     async def _tick(self, k: int, now: float, clock: TickClock) -> None:
         lateness = clock.lateness(k, now)
-        self._lateness.append(lateness)
+        self.counters.lateness.append(lateness)
         metrics.TICK_JITTER.labels(self.session_id).observe(abs(lateness))
-        self._sync_joints()
         freshness = self._freshness(now)
         decision = self.core.on_tick(k, now, freshness)
-        self._last_decision = decision
+        self.counters.last_decision = decision
         for event in decision.interventions:
-            self._interventions[event.kind] += 1
+            self.counters.interventions[event.kind] += 1
             metrics.SAFETY_INTERVENTIONS.labels(self.session_id, event.kind).inc()
             self._warn.log(logging.WARNING, f"{event.kind}:{event.joint}",
                            "session %s: safety %s on joint %s: planned %s, published %s",
                            self.session_id, event.kind, event.joint, event.value, event.published)
         if decision.command is not None:
             await self._publish(self.mapper.to_command(decision.command))
-            self._commands_sent += 1
+            self.counters.commands_sent += 1
             metrics.COMMANDS_SENT.labels(self.session_id).inc()
             if self._last_publish is not None:
                 metrics.TICK_PERIOD.labels(self.session_id).observe(now - self._last_publish)
             self._last_publish = now
             if self._chunk_obs is not None:
-                self._obs_to_command.append(time.monotonic() - self._chunk_obs.oldest_stamp)
+                self.counters.obs_to_command.append(time.monotonic() - self._chunk_obs.oldest_stamp)
         elif decision.underrun:
             metrics.UNDERRUNS.labels(self.session_id).inc()
         metrics.PLAN_LENGTH.labels(self.session_id).set(decision.horizon)
@@ -267,12 +245,10 @@ class ControlLoop:
                 self._infer(observation), name=f"infer-{self.session_id}-{k}"
             )
 
-    def _sync_joints(self) -> None:
-        stamp = self._joints.last_reading_at
-        if stamp is not None and stamp != self._joint_stamp:
-            self._joint_stamp = stamp
-            # The consumer holds the merged full state; the mapper takes it by name.
-            self.mapper.update(dict(self._joints.joints), stamp)
+    def on_joints(self, changed: Mapping[str, float]) -> None:
+        """A reading from the joint-input room: only the joints that changed (the server
+        forwards changes), merged by name into the model's state."""
+        self.mapper.update(changed, time.monotonic())
 
     def _freshness(self, now: float) -> Any:
         frame_ages: dict[str, float | None] = {}
@@ -323,18 +299,20 @@ class ControlLoop:
         if merged is None and self.core.last_chunk_error:
             # E.g. NaN or inf from the model: nothing of it is published (the plan runs out
             # and the robot holds); the session reports why until a good chunk arrives.
-            self._errors["bad_chunk"] += 1
+            self.counters.errors["bad_chunk"] += 1
             metrics.ERRORS.labels(self.session_id, "bad_chunk").inc()
-            self._problem = f"bad_chunk: model output rejected: {self.core.last_chunk_error}"
+            error = self.core.last_chunk_error
+            self.inference_problem = f"bad_chunk: model output rejected: {error}"
             self._warn.log(logging.WARNING, "bad_chunk", "session %s: chunk rejected: %s",
                            self.session_id, self.core.last_chunk_error)
             return
         if merged is not None:
             self._chunk_obs = observation
             self.recent_chunks.append((observation, np.array(output[0])))
-        if self._problem is not None:
-            log.info("session %s: inference recovered (%s)", self.session_id, self._problem)
-        self._problem = None
+        if self.inference_problem is not None:
+            log.info("session %s: inference recovered (%s)", self.session_id,
+                     self.inference_problem)
+        self.inference_problem = None
 
     def _record_failure(self, exc: Exception) -> None:
         kinds: dict[type[Exception], str] = {
@@ -344,92 +322,20 @@ class ControlLoop:
             BadInput: "bad_input",
         }
         kind = next((k for t, k in kinds.items() if isinstance(exc, t)), "inference_error")
-        self._errors[kind] += 1
+        self.counters.errors[kind] += 1
         metrics.ERRORS.labels(self.session_id, kind).inc()
-        self._problem = f"{kind}: {exc}"
+        self.inference_problem = f"{kind}: {exc}"
         self._warn.log(logging.WARNING, kind, "session %s: %s: %s", self.session_id, kind, exc)
 
     # -- reporting -----------------------------------------------------------------------
     def problem(self) -> str | None:
-        return self._stop_reason or self._problem
+        return self._stop_reason or self.inference_problem
 
     def stats(self) -> dict[str, Any]:
-        core = self.core.stats()
-        decision = self._last_decision
-        obs = np.asarray(self._obs_to_command, dtype=np.float64)
-        late = np.abs(np.asarray(self._lateness, dtype=np.float64))
-        return {
-            "inference_count": core.chunks,
-            "inference_requests": core.requests,
-            "commands_sent": self._commands_sent,
-            "errors": sum(self._errors.values()),
-            "errors_by_kind": dict(self._errors),
-            "actions_in_queue": len(self.core.plan),
-            "plan_underruns": core.underruns,
-            "holds": core.holds,
-            "health": "degraded" if self._problem else "ok",
-            "reason": decision.reason.value if decision else Reason.OK.value,
-            "inference_latency_ms": {
-                "p50": round(core.latency.p50 * 1000, 3),
-                "p95": round(core.latency.p95 * 1000, 3),
-                "p99": round(core.latency.p99 * 1000, 3),
-                "samples": core.latency.samples,
-                "measured": core.latency.measured,
-            },
-            "tick_jitter_ms": {"p50": round(core.jitter.p50 * 1000, 3),
-                               "p99": round(core.jitter.p99 * 1000, 3),
-                               "samples": core.jitter.samples},
-            "tick_lateness_ms": {"p50": _ms_percentile(late, 50),
-                                 "p99": _ms_percentile(late, 99)},
-            "observation_to_command_ms": {"p50": _ms_percentile(obs, 50),
-                                          "p99": _ms_percentile(obs, 99)},
-            "safety": {**self.core.safety.counts.as_dict(), "by_kind": dict(self._interventions)},
-            "unknown_joints": {"count": self.mapper.unknown_count,
-                               "names": sorted(self.mapper.unknown_names)},
-            "resized_frames": dict(self.builder.resized),
-            "dropped_past_actions": core.dropped_past_actions,
-            "discarded_chunks": core.discarded_chunks,
-            "rejected_chunks": core.rejected_chunks,
-        }
+        return report.loop_stats(self)
 
     def inference_stats(self) -> dict[str, Any]:
-        c = self.contract
-        return {
-            "model": c.name,
-            "version": self.policy.version or "latest",
-            "cameras": list(c.cameras),
-            "image_sizes": {k: list(v) for k, v in c.image_sizes.items()},
-            "state_joints": list(c.state_names),
-            "action_joints": list(c.action_names),
-            "chunk_size": c.chunk_size,
-            "n_action_steps": c.n_action_steps,
-            "model_fps": c.fps,
-            "rate_hz": self.settings.rate_hz,
-            "blend": self.settings.blend,
-            "demo_model": c.is_demo,
-            "latency_prior_ms": self.settings.latency_prior_s * 1000,
-            "inference_timeout_ms": self.settings.inference_timeout_s * 1000,
-        }
+        return report.inference_stats(self)
 
     def queue_info(self) -> dict[str, Any]:
-        k = self.core.last_tick
-        return {
-            "current_tick": k,
-            "plan_length": len(self.core.plan),
-            "horizon": 0 if k is None else self.core.plan.horizon(k),
-            "in_flight": self.core.in_flight,
-            "plan": [{"tick": t, "action": a} for t, a in self.core.plan.snapshot()],
-            "timing": {
-                "rate_hz": self.settings.rate_hz,
-                "blend": self.settings.blend,
-                "crossfade_ticks": self.settings.crossfade_ticks,
-                "ensemble_m": self.settings.ensemble_m,
-                "margin_ticks": self.settings.margin_ticks,
-                "replan_every": self.settings.replan_every,
-                "stale_after_s": self.settings.stale_after_s,
-                "refill_threshold_ticks": self.core.refill.threshold(
-                    self.core.latency.p95, self.settings.rate_hz),
-            },
-            "joint_state": self.mapper.readings(),
-            "missing_joints": list(self.mapper.missing),
-        }
+        return report.queue_info(self)

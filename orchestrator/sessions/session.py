@@ -148,12 +148,13 @@ class Session:
             settings=config.loop,
             aliases=config.aliases,
             triton=triton,
-            joints=self.joints_in,
             cameras=self.cameras,
             publish=self.commands_out.send_joints,
             joints_alive=self._robot_publishing,
             on_crash=self._on_loop_crash,
         )
+        # Readings reach the loop as they arrive: only the joints that changed.
+        self.joints_in.on_joints = self.loop.on_joints
         self._transition = asyncio.Lock()
         self._producer_present = False
         self._presence_task: asyncio.Task[None] | None = None

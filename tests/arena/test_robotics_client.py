@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
 from orchestrator.arena.rest import ArenaRest, ArenaUnavailable, JoinRefused
-from orchestrator.arena.robotics import RoboticsConsumer, RoboticsProducer
+from orchestrator.arena.robotics import MAX_JOINT_NAMES, RoboticsConsumer, RoboticsProducer
 from tests.support.arena import ArenaServerThread, free_port
 
 from .conftest import eventually
@@ -52,6 +52,29 @@ async def test_joint_round_trip_and_partial_updates_merged(
         await producer.stop()
         await consumer.stop()
     assert not consumer.connected and not producer.connected
+
+
+async def test_a_flood_of_new_joint_names_stays_bounded(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str
+) -> None:
+    await rest.create_robotics_room(workspace, "flood")
+    consumer = RoboticsConsumer(arena.base_url, workspace, "flood", "flood-consumer")
+    producer = RoboticsProducer(arena.base_url, workspace, "flood", "flood-producer")
+    await consumer.start()
+    await producer.start()
+    try:
+        await producer.send_joints({"a": 1.0})
+        await eventually(lambda: consumer.joints == {"a": 1.0}, "first reading")
+        for batch in range(3):  # 3 x 200 fresh names: more than the cap
+            await producer.send_joints({f"junk{batch}_{i}": 1.0 for i in range(200)})
+        await eventually(lambda: consumer.stats.dropped_names == 601 - MAX_JOINT_NAMES,
+                         "the floods")
+        assert len(consumer.joints) == MAX_JOINT_NAMES
+        await producer.send_joints({"a": 2.0})  # known names still update
+        await eventually(lambda: consumer.joints["a"] == 2.0, "a known joint after the flood")
+    finally:
+        await producer.stop()
+        await consumer.stop()
 
 
 async def test_late_consumer_takes_non_empty_state_sync_as_reading(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.control.joints import JointMapper
+from orchestrator.control.joints import MAX_ABS_VALUE, JointMapper
 
 SO100 = ["shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper"]
 SEED_ALIASES = {"base_rotation": "shoulder_pan", "shoulder_tilt": "shoulder_lift",
@@ -54,6 +54,13 @@ def test_invalid_values_are_counted_and_ignored() -> None:
     assert result.accepted == 0 and result.invalid == ("a", "b", "a", "b")
     assert len(result.unknown) == 2 and not mapper.readings()
     assert mapper.invalid_count == 4
+
+
+def test_absurd_magnitudes_are_invalid_not_overflowed_to_inf() -> None:
+    mapper = JointMapper(["a", "b"])
+    result = mapper.update({"a": 1e300, "b": -MAX_ABS_VALUE * 2}, stamp=0.0)
+    assert result.accepted == 0 and result.invalid == ("a", "b")
+    assert mapper.update({"a": MAX_ABS_VALUE, "b": -5.0}, stamp=1.0).accepted == 2
 
 
 def test_aliases_and_lerobot_suffix_resolve_to_the_same_slot() -> None:

@@ -16,12 +16,6 @@ from orchestrator.triton.client import TritonClient
 from tests.support.triton import tiny_contract
 
 
-class _NoJoints:
-    def __init__(self) -> None:
-        self.joints: dict[str, float] = {}
-        self.last_reading_at: float | None = None
-
-
 async def _publish(_: Any) -> None:
     return None
 
@@ -31,7 +25,7 @@ async def test_a_dead_loop_task_is_reported_and_latches(monkeypatch: pytest.Monk
     loop = ControlLoop(
         session_id="s", contract=tiny_contract("m"), policy=PolicyRef("m", ""),
         settings=LoopSettings(rate_hz=30.0), aliases={},
-        triton=TritonClient("127.0.0.1:1"), joints=_NoJoints(), cameras={},
+        triton=TritonClient("127.0.0.1:1"), cameras={},
         publish=_publish, on_crash=crashes.append,
     )
 

@@ -1,0 +1,119 @@
+"""What a session's control loop reports: stats for the status endpoint, the model's
+description, and the plan for the debug endpoint. Read-only views of the loop."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from orchestrator.control.core import TickDecision
+from orchestrator.control.reasons import Reason
+
+if TYPE_CHECKING:
+    from orchestrator.sessions.loop import ControlLoop
+
+
+@dataclass
+class LoopCounters:
+    """What the loop counts beside the control core's own statistics."""
+
+    errors: Counter[str] = field(default_factory=Counter)
+    interventions: Counter[str] = field(default_factory=Counter)
+    commands_sent: int = 0
+    obs_to_command: deque[float] = field(default_factory=lambda: deque(maxlen=500))
+    lateness: deque[float] = field(default_factory=lambda: deque(maxlen=500))
+    last_decision: TickDecision | None = None
+
+
+def _ms_percentile(values: deque[float], q: float, absolute: bool = False) -> float | None:
+    arr = np.asarray(values, dtype=np.float64)
+    if absolute:
+        arr = np.abs(arr)
+    return round(float(np.percentile(arr, q)) * 1000, 3) if arr.size else None
+
+
+def loop_stats(loop: ControlLoop) -> dict[str, Any]:
+    core = loop.core.stats()
+    counters = loop.counters
+    decision = counters.last_decision
+    return {
+        "inference_count": core.chunks,
+        "inference_requests": core.requests,
+        "commands_sent": counters.commands_sent,
+        "errors": sum(counters.errors.values()),
+        "errors_by_kind": dict(counters.errors),
+        "actions_in_queue": len(loop.core.plan),
+        "plan_underruns": core.underruns,
+        "holds": core.holds,
+        "health": "degraded" if loop.inference_problem else "ok",
+        "reason": decision.reason.value if decision else Reason.OK.value,
+        "inference_latency_ms": {
+            "p50": round(core.latency.p50 * 1000, 3),
+            "p95": round(core.latency.p95 * 1000, 3),
+            "p99": round(core.latency.p99 * 1000, 3),
+            "samples": core.latency.samples,
+            "measured": core.latency.measured,
+        },
+        "tick_jitter_ms": {"p50": round(core.jitter.p50 * 1000, 3),
+                           "p99": round(core.jitter.p99 * 1000, 3),
+                           "samples": core.jitter.samples},
+        "tick_lateness_ms": {"p50": _ms_percentile(counters.lateness, 50, absolute=True),
+                             "p99": _ms_percentile(counters.lateness, 99, absolute=True)},
+        "observation_to_command_ms": {"p50": _ms_percentile(counters.obs_to_command, 50),
+                                      "p99": _ms_percentile(counters.obs_to_command, 99)},
+        "safety": {**loop.core.safety.counts.as_dict(), "by_kind": dict(counters.interventions)},
+        "unknown_joints": {"count": loop.mapper.unknown_count,
+                           "names": sorted(loop.mapper.unknown_names)},
+        "invalid_joint_values": loop.mapper.invalid_count,
+        "resized_frames": dict(loop.builder.resized),
+        "dropped_past_actions": core.dropped_past_actions,
+        "discarded_chunks": core.discarded_chunks,
+        "rejected_chunks": core.rejected_chunks,
+    }
+
+
+def inference_stats(loop: ControlLoop) -> dict[str, Any]:
+    c, settings = loop.contract, loop.settings
+    return {
+        "model": c.name,
+        "version": loop.policy.version or "latest",
+        "cameras": list(c.cameras),
+        "image_sizes": {k: list(v) for k, v in c.image_sizes.items()},
+        "state_joints": list(c.state_names),
+        "action_joints": list(c.action_names),
+        "chunk_size": c.chunk_size,
+        "n_action_steps": c.n_action_steps,
+        "model_fps": c.fps,
+        "rate_hz": settings.rate_hz,
+        "blend": settings.blend,
+        "demo_model": c.is_demo,
+        "latency_prior_ms": settings.latency_prior_s * 1000,
+        "inference_timeout_ms": settings.inference_timeout_s * 1000,
+    }
+
+
+def queue_info(loop: ControlLoop) -> dict[str, Any]:
+    core, settings = loop.core, loop.settings
+    k = core.last_tick
+    return {
+        "current_tick": k,
+        "plan_length": len(core.plan),
+        "horizon": 0 if k is None else core.plan.horizon(k),
+        "in_flight": core.in_flight,
+        "plan": [{"tick": t, "action": a} for t, a in core.plan.snapshot()],
+        "timing": {
+            "rate_hz": settings.rate_hz,
+            "blend": settings.blend,
+            "crossfade_ticks": settings.crossfade_ticks,
+            "ensemble_m": settings.ensemble_m,
+            "margin_ticks": settings.margin_ticks,
+            "replan_every": settings.replan_every,
+            "stale_after_s": settings.stale_after_s,
+            "refill_threshold_ticks": core.refill.threshold(core.latency.p95, settings.rate_hz),
+        },
+        "joint_state": loop.mapper.readings(),
+        "missing_joints": list(loop.mapper.missing),
+    }
