@@ -20,6 +20,21 @@ def _say(text: str, stream: TextIO = sys.stdout) -> None:
     stream.write(text + "\n")
 
 
+def _limits(text: str) -> dict[str, tuple[float, float]]:
+    """``name=LOW:HIGH,name=LOW:HIGH``"""
+    limits: dict[str, tuple[float, float]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, span = part.partition("=")
+        low, sep2, high = span.partition(":")
+        try:
+            if not (sep and sep2 and name.strip()):
+                raise ValueError
+            limits[name.strip()] = (float(low), float(high))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part!r} is not NAME=LOW:HIGH") from None
+    return limits
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m export",
@@ -48,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=1e-4,
         help="max abs error allowed between ONNX Runtime and LeRobot (default 1e-4)",
+    )
+    p.add_argument(
+        "--joint-limits",
+        type=_limits,
+        help="per-joint command limits recorded in the model's metadata for the "
+        "orchestrator's safety layer: NAME=LOW:HIGH,... (default: -100..100, gripper 0..100)",
     )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -78,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fps=args.fps,
             cameras=args.cameras,
             parity_tolerance=args.parity_tolerance,
+            joint_limits=args.joint_limits,
         )
     except ExportError as exc:
         _say(f"export: error: {exc}", sys.stderr)

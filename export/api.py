@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -57,6 +58,19 @@ def check_cameras(info: CheckpointInfo, cameras: Sequence[str] | None) -> None:
         )
 
 
+def limits_metadata(limits: Mapping[str, tuple[float, float]], action_names: Sequence[str]) -> str:
+    """Per-joint command limits as the orchestrator's safety layer reads them (JSON)."""
+    unknown = sorted(set(limits) - set(action_names))
+    if unknown:
+        raise ExportError(f"--joint-limits names unknown joints {unknown}; the action joints "
+                          f"are {list(action_names)}")
+    bad = [n for n, (lo, hi) in limits.items() if not (math.isfinite(lo) and math.isfinite(hi)
+                                                        and lo < hi)]
+    if bad:
+        raise ExportError(f"--joint-limits needs finite LOW < HIGH for {bad}")
+    return json.dumps({n: [float(lo), float(hi)] for n, (lo, hi) in limits.items()})
+
+
 def build_contract(
     info: CheckpointInfo,
     robot: RobotMetadata,
@@ -105,6 +119,7 @@ def export_checkpoint(
     parity_tolerance: float = 1e-4,
     parity_batch_sizes: Sequence[int] = (1, 4),
     extra_info: Mapping[str, str] | None = None,
+    joint_limits: Mapping[str, tuple[float, float]] | None = None,
 ) -> ExportResult:
     """Export one ACT checkpoint as a new version of model ``name`` in ``repository``.
 
@@ -126,6 +141,9 @@ def export_checkpoint(
     )
     for note in robot.notes:
         logger.warning("%s", note)
+    if joint_limits:
+        extra_info = {**(extra_info or {}),
+                      "joint_limits": limits_metadata(joint_limits, robot.action_names)}
     check_repository(repo, name)
     chosen = choose_version(repo.absolute() / name, version)
 

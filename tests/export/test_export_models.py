@@ -216,3 +216,31 @@ def test_training_checkpoint_folder_is_accepted(exported_repository: ExportedRep
     assert info.path == built.path
     assert info.cameras == ("front",)
     assert (info.state_dim, info.action_dim, info.chunk_size) == (6, 6, 10)
+
+
+def test_joint_limits_are_recorded_for_the_safety_layer(
+    exported_repository: ExportedRepository, tmp_path: Path
+) -> None:
+    repo = clone_repository(exported_repository.repository, tmp_path / "repo")
+    name = exported_repository.name
+    checkpoint = exported_repository.checkpoint
+    proc = run_export_cli(
+        checkpoint.path, "--repository", repo, "--name", name,
+        "--dataset-info", checkpoint.dataset_info,
+        "--joint-limits", "shoulder_pan.pos=-90:90,gripper.pos=0:45",
+    )
+    assert proc.returncode == 0, proc.stderr
+    contract = contract_from_config(_parse(repo / name / "config.pbtxt"))
+    assert json.loads(contract.info["joint_limits"]) == {
+        "shoulder_pan.pos": [-90.0, 90.0], "gripper.pos": [0.0, 45.0]
+    }
+    # Unknown joints and reversed ranges are refused before any work, repository untouched.
+    before = snapshot_tree(repo)
+    for bad, message in (("elbow=0:1", "unknown joints ['elbow']"),
+                         ("gripper.pos=50:10", "LOW < HIGH")):
+        proc = run_export_cli(
+            checkpoint.path, "--repository", repo, "--name", name,
+            "--dataset-info", checkpoint.dataset_info, "--joint-limits", bad,
+        )
+        assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert snapshot_tree(repo) == before
