@@ -36,7 +36,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -139,18 +139,14 @@ def command_key(values: Mapping[str, float]) -> int:
 
 
 def record_publishes(orch: Orchestrator, sid: str) -> list[int]:
-    """Wrap the session loop's publish callable and keep every command it sent."""
-    loop = orch.manager.get(sid).loop
+    """Keep every command the session loop sent (through its publish observers)."""
     sent: list[int] = []
-    publish: Callable[[Mapping[str, float]], Awaitable[object]] = loop._publish
 
-    async def recording(values: Mapping[str, float]) -> object:
-        ok = await publish(values)
+    def recording(values: Mapping[str, float], at: float, ok: bool, source: object) -> None:
         if ok:
             sent.append(command_key(values))
-        return ok
 
-    loop._publish = recording  # bench instrumentation
+    orch.manager.get(sid).loop.publish_observers.append(recording)
     return sent
 
 

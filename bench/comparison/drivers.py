@@ -17,10 +17,11 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from orchestrator.sessions.loop import ControlLoop
+from orchestrator.sessions.observation import Observation
 from orchestrator.settings import Settings
 from orchestrator.triton.client import ModelStatistics, TritonClient
 from tests.support.orchestrator import Orchestrator, run_orchestrator
@@ -112,14 +113,11 @@ class StackDriver(Driver):
 
     @staticmethod
     def _hook_publish(loop: ControlLoop, recorder: SessionRecorder) -> None:
-        publish: Callable[[Mapping[str, float]], Awaitable[object]] = loop._publish
+        def noted(values: Mapping[str, float], at: float, sent: bool,
+                  source: Observation | None) -> None:
+            recorder.note_publish(at, values, source)
 
-        async def noted(values: Mapping[str, float]) -> object:
-            chunks = loop.recent_chunks
-            recorder.note_publish(time.monotonic(), values, chunks[-1][0] if chunks else None)
-            return await publish(values)
-
-        loop._publish = noted
+        loop.publish_observers.append(noted)
 
     def rooms(self) -> list[RobotRooms]:
         return [RobotRooms(c["workspace_id"], c["joint_input_room_id"],

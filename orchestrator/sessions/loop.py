@@ -42,6 +42,11 @@ from orchestrator.triton.model_contract import ModelContract
 log = logging.getLogger(__name__)
 
 
+# (command, monotonic time it was handed to the room, whether it was sent, the observation
+# behind the chunk it came from): for benchmarks and tools that trace commands.
+PublishObserver = Callable[[Mapping[str, float], float, bool, "Observation | None"], None]
+
+
 class FrameSource(Protocol):
     def latest(self) -> Any: ...  # a Frame with .rgb, .arrived_at, .seq; or None
 
@@ -106,6 +111,7 @@ class ControlLoop:
         self.inference_problem: str | None = None
         self._stop_reason: str | None = None
         self.counters = report.LoopCounters()
+        self.publish_observers: list[PublishObserver] = []
         self._chunk_obs: Observation | None = None  # the observation behind the plan's head
         # The last chunks merged, with the observation each came from: for debug and for
         # checking published commands against the model's output.
@@ -224,7 +230,11 @@ class ControlLoop:
                            "session %s: safety %s on joint %s: planned %s, published %s",
                            self.session_id, event.kind, event.joint, event.value, event.published)
         if decision.command is not None:
-            await self._publish(self.mapper.to_command(decision.command))
+            command = self.mapper.to_command(decision.command)
+            published_at, source = time.monotonic(), self._chunk_obs
+            sent = await self._publish(command)
+            for observe in self.publish_observers:
+                observe(command, published_at, bool(sent), source)
             self.counters.commands_sent += 1
             metrics.COMMANDS_SENT.labels(self.session_id).inc()
             if self._last_publish is not None:
