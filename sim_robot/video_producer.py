@@ -28,14 +28,13 @@ from aiortc import RTCIceCandidate, RTCIceServer, RTCPeerConnection, RTCSessionD
 from orchestrator.arena.messages import ParticipantEvent, VideoMessage, WebRTCAnswer, WebRTCIce
 from orchestrator.arena.rest import ArenaError, ArenaUnavailable
 from orchestrator.arena.webrtc import (
-    END_OF_CANDIDATES,
     EndOfCandidates,
     Role,
     RoomStats,
     VideoRoomClient,
     add_candidate,
     close_pc,
-    parse_candidate,
+    ice_candidate,
     rtc_configuration,
     sdp_candidates,
     strip_candidates,
@@ -131,10 +130,7 @@ class CameraProducer(VideoRoomClient):
         elif isinstance(msg, WebRTCIce):
             if not msg.from_consumer:
                 return False
-            candidate = (
-                END_OF_CANDIDATES if msg.candidate is None
-                else parse_candidate(msg.candidate.model_dump())
-            )
+            candidate = ice_candidate(msg)
             if candidate is None:
                 return False
             peer = self._peers.get(msg.from_consumer)

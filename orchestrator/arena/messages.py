@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -68,6 +69,23 @@ class EmergencyStop(_Msg):
     type: Literal["emergency_stop"]
     reason: str | None = None
     source: str | None = None
+
+    def describe(self) -> str:
+        return self.reason or f"emergency stop from {self.source or 'unknown'}"
+
+
+def deliver_emergency_stop(
+    msg: EmergencyStop, callback: Callable[[str], None] | None, room_id: str
+) -> None:
+    """Log an emergency stop and hand its reason to the connection's owner. The callback
+    runs synchronously (the owner latches at once); its failure is logged, never raised."""
+    reason = msg.describe()
+    logger.warning("emergency stop in room %s: %s", room_id, reason)
+    if callback is not None:
+        try:
+            callback(reason)
+        except Exception:
+            logger.exception("on_emergency_stop callback failed")
 
 
 # -- video ---------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from .messages import (
     JointUpdate,
     Malformed,
     StateSync,
+    deliver_emergency_stop,
     parse_robotics,
 )
 from .rest import ArenaError, ArenaRest, ArenaUnavailable, JoinRefused, check_base_url
@@ -270,13 +271,7 @@ class _RoboticsClient:
         self.stats.messages += 1
         if isinstance(msg, EmergencyStop):
             self.stats.emergency_stops += 1
-            reason = msg.reason or f"emergency stop from {msg.source or 'unknown'}"
-            logger.warning("emergency stop in room %s: %s", self.room_id, reason)
-            if self.on_emergency_stop is not None:
-                try:
-                    self.on_emergency_stop(reason)
-                except Exception:
-                    logger.exception("on_emergency_stop callback failed")
+            deliver_emergency_stop(msg, self.on_emergency_stop, self.room_id)
         elif isinstance(msg, ErrorMessage):
             self.stats.server_errors += 1
             self.stats.last_error = f"server error: {msg.message}"

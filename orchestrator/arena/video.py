@@ -40,16 +40,16 @@ from orchestrator.arena.messages import (
     VideoMessage,
     WebRTCIce,
     WebRTCOffer,
+    deliver_emergency_stop,
 )
 from orchestrator.arena.webrtc import (
-    END_OF_CANDIDATES,
     EndOfCandidates,
     Role,
     RoomStats,
     VideoRoomClient,
     add_candidate,
     close_pc,
-    parse_candidate,
+    ice_candidate,
     rtc_configuration,
 )
 
@@ -159,11 +159,7 @@ class VideoConsumer(VideoRoomClient):
         elif isinstance(msg, WebRTCIce):
             if not msg.from_producer:
                 return False
-            # A null candidate is how a browser says end-of-candidates.
-            candidate = (
-                END_OF_CANDIDATES if msg.candidate is None
-                else parse_candidate(msg.candidate.model_dump())
-            )
+            candidate = ice_candidate(msg)
             if candidate is None:
                 return False
             await self._on_candidate(msg.from_producer, candidate)
@@ -172,13 +168,7 @@ class VideoConsumer(VideoRoomClient):
                 await self._on_left(msg.participant_id)
         elif isinstance(msg, EmergencyStop):
             self.stats.emergency_stops += 1
-            reason = msg.reason or f"emergency stop from {msg.source or 'unknown'}"
-            logger.warning("video %s: emergency stop: %s", self.room_id, reason)
-            if self.on_emergency_stop is not None:
-                try:
-                    self.on_emergency_stop(reason)
-                except Exception:
-                    logger.exception("on_emergency_stop callback failed")
+            deliver_emergency_stop(msg, self.on_emergency_stop, self.room_id)
         elif isinstance(msg, ErrorMessage):
             logger.warning("video %s: server error: %r", self.room_id, msg.message)
         return True

@@ -29,6 +29,7 @@ from orchestrator.arena.messages import (
     Joined,
     Malformed,
     VideoMessage,
+    WebRTCIce,
     parse_video,
 )
 from orchestrator.arena.rest import (
@@ -103,6 +104,14 @@ def parse_candidate(obj: Any) -> RTCIceCandidate | EndOfCandidates | None:
     candidate.sdpMid = mid
     candidate.sdpMLineIndex = index
     return candidate
+
+
+def ice_candidate(msg: WebRTCIce) -> RTCIceCandidate | EndOfCandidates | None:
+    """The candidate of a `webrtc_ice` message; a null candidate is how a browser says
+    end-of-candidates. None if malformed."""
+    if msg.candidate is None:
+        return END_OF_CANDIDATES
+    return parse_candidate(msg.candidate.model_dump())
 
 
 def sdp_candidates(sdp: str) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import pytest
 
 from orchestrator.settings import Settings
 from orchestrator.triton.launcher import LocalTriton
-from tests.support.arena import ArenaServerProcess
+from tests.support.arena import ArenaServerProcess, arena_server_process
 from tests.support.exports import ExportedRepository, export_tiny_repository
 from tests.support.orchestrator import Orchestrator, run_orchestrator
 from tests.support.triton import local_triton
@@ -31,12 +31,8 @@ def e2e_triton(
 
 @pytest.fixture(scope="session")
 def arena() -> Iterator[ArenaServerProcess]:
-    server = ArenaServerProcess()
-    server.start()
-    try:
+    with arena_server_process() as server:
         yield server
-    finally:
-        server.stop()
 
 
 def e2e_settings(triton: LocalTriton, **overrides: object) -> Settings:

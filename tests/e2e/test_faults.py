@@ -21,7 +21,7 @@ from orchestrator.triton.client import TritonClient
 from orchestrator.triton.launcher import LocalTriton
 from sim_robot.robot import SimRobot
 from tests.e2e.conftest import e2e_settings
-from tests.support.arena import ArenaServerProcess
+from tests.support.arena import ArenaServerProcess, arena_server_process
 from tests.support.orchestrator import Orchestrator, run_orchestrator, wait_for
 from tests.support.policies import write_so100_model
 from tests.support.rooms import robot_for
@@ -40,12 +40,8 @@ def fault_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTrit
 
 @pytest.fixture(scope="module")
 def fault_arena() -> Iterator[ArenaServerProcess]:
-    server = ArenaServerProcess()
-    server.start()
-    try:
+    with arena_server_process() as server:
         yield server
-    finally:
-        server.stop()
 
 
 @contextlib.asynccontextmanager
