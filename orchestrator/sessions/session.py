@@ -241,7 +241,9 @@ class Session:
     async def restart(self) -> None:
         async with self._transition:
             await self.loop.stop()
-            self.loop.reset()
+            # start() re-arms with an empty plan. The joint state is kept: the connection
+            # is intact, and the server forwards only changes, so a robot standing still
+            # would never be read again.
             await self.loop.start()
             self.state = SessionState.RUNNING
             self.error_message = None
@@ -363,18 +365,8 @@ class Session:
     def queue_info(self) -> dict[str, Any]:
         info = self.loop.queue_info()
         info["data_status"] = {
-            "cameras": {c: _describe_camera(v) for c, v in self.cameras.items()},
+            "cameras": {c: v.describe() for c, v in self.cameras.items()},
             "joints": self.joints_in.describe(),
         }
         return info
 
-
-def _describe_camera(consumer: VideoConsumer) -> dict[str, Any]:
-    frame = consumer.latest()
-    return {
-        "connected": consumer.stats.connected,
-        "frames": consumer.stats.frames,
-        "latest_seq": None if frame is None else frame.seq,
-        "latest_shape": None if frame is None else list(frame.rgb.shape),
-        "latest_age_s": None if frame is None else time.monotonic() - frame.arrived_at,
-    }
