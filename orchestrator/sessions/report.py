@@ -3,17 +3,42 @@ description, and the plan for the debug endpoint. Read-only views of the loop.""
 
 from __future__ import annotations
 
+import time
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from orchestrator.control.core import TickDecision
+from orchestrator.control.core import ControlCore, TickDecision
+from orchestrator.control.joints import JointMapper
 from orchestrator.control.reasons import Reason
+from orchestrator.sessions.observation import ObservationBuilder
+from orchestrator.sessions.policy import PolicyRef
+from orchestrator.triton.model_contract import ModelContract
 
-if TYPE_CHECKING:
-    from orchestrator.sessions.loop import ControlLoop
+
+class CommandHistory:
+    """The last seconds of published commands, thinned to a few per second: the console's
+    per-joint plot. A publish observer of the loop."""
+
+    def __init__(self, window_s: float = 5.0, min_interval_s: float = 0.1) -> None:
+        self.window_s, self.min_interval_s = window_s, min_interval_s
+        self._items: deque[tuple[float, dict[str, float]]] = deque()
+
+    def record(self, command: Mapping[str, float], at: float, sent: bool, _: object) -> None:
+        if not sent or (self._items and at - self._items[-1][0] < self.min_interval_s):
+            return
+        self._items.append((at, dict(command)))
+        while self._items and at - self._items[0][0] > self.window_s:
+            self._items.popleft()
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        joints = list(self._items[-1][1]) if self._items else []
+        samples = [[round(now - at, 3), *(cmd.get(j) for j in joints)]
+                   for at, cmd in self._items if now - at <= self.window_s]
+        return {"joints": joints, "samples": samples}  # sample: [age_s, value per joint]
 
 
 @dataclass
@@ -26,6 +51,48 @@ class LoopCounters:
     obs_to_command: deque[float] = field(default_factory=lambda: deque(maxlen=500))
     lateness: deque[float] = field(default_factory=lambda: deque(maxlen=500))
     last_decision: TickDecision | None = None
+    recent_commands: CommandHistory = field(default_factory=CommandHistory)
+
+
+class _Timing(Protocol):
+    """The loop settings reported (``LoopSettings`` has them)."""
+
+    @property
+    def rate_hz(self) -> float: ...
+    @property
+    def blend(self) -> str: ...
+    @property
+    def crossfade_ticks(self) -> int: ...
+    @property
+    def ensemble_m(self) -> float: ...
+    @property
+    def margin_ticks(self) -> int: ...
+    @property
+    def replan_every(self) -> int | None: ...
+    @property
+    def stale_after_s(self) -> float: ...
+    @property
+    def latency_prior_s(self) -> float: ...
+    @property
+    def inference_timeout_s(self) -> float: ...
+
+
+class LoopView(Protocol):
+    """What reporting reads from a control loop: a protocol, so that this module does not
+    import the loop (which imports this one)."""
+
+    core: ControlCore
+    counters: LoopCounters
+    mapper: JointMapper
+    builder: ObservationBuilder
+    inference_problem: str | None
+
+    @property
+    def contract(self) -> ModelContract: ...
+    @property
+    def policy(self) -> PolicyRef: ...
+    @property
+    def settings(self) -> _Timing: ...
 
 
 def _ms_percentile(values: deque[float], q: float, absolute: bool = False) -> float | None:
@@ -35,7 +102,7 @@ def _ms_percentile(values: deque[float], q: float, absolute: bool = False) -> fl
     return round(float(np.percentile(arr, q)) * 1000, 3) if arr.size else None
 
 
-def loop_stats(loop: ControlLoop) -> dict[str, Any]:
+def loop_stats(loop: LoopView) -> dict[str, Any]:
     core = loop.core.stats()
     counters = loop.counters
     decision = counters.last_decision
@@ -72,10 +139,11 @@ def loop_stats(loop: ControlLoop) -> dict[str, Any]:
         "dropped_past_actions": core.dropped_past_actions,
         "discarded_chunks": core.discarded_chunks,
         "rejected_chunks": core.rejected_chunks,
+        "recent_commands": counters.recent_commands.as_dict(time.monotonic()),
     }
 
 
-def inference_stats(loop: ControlLoop) -> dict[str, Any]:
+def inference_stats(loop: LoopView) -> dict[str, Any]:
     c, settings = loop.contract, loop.settings
     return {
         "model": c.name,
@@ -95,7 +163,7 @@ def inference_stats(loop: ControlLoop) -> dict[str, Any]:
     }
 
 
-def queue_info(loop: ControlLoop) -> dict[str, Any]:
+def queue_info(loop: LoopView) -> dict[str, Any]:
     core, settings = loop.core, loop.settings
     k = core.last_tick
     return {

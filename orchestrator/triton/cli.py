@@ -85,3 +85,12 @@ def run(argv: Sequence[str] | None = None) -> int:
     finally:
         triton.close()
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``local-triton`` command."""
+    return run(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,7 +28,6 @@ import logging
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -71,7 +70,6 @@ __all__ = [
     "LocalTriton",
     "TritonEnv",
     "find_triton_env",
-    "main",
 ]
 
 log = logging.getLogger(__name__)
@@ -372,14 +370,3 @@ class LocalTriton:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """The ``local-triton`` command (see :mod:`orchestrator.triton.cli`)."""
-    from orchestrator.triton.cli import run
-
-    return run(argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -125,7 +125,7 @@ async def test_cli_serves_reloads_on_sighup_and_stops_on_sigterm(tmp_path: Path)
     contract = tiny_contract("cli_model")
     write_tiny_model(repo, contract)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "orchestrator.triton.launcher",
+        sys.executable, "-m", "orchestrator.triton.cli",
         "--model-repository", str(repo), "--work-dir", str(tmp_path / "work"),
         "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0",
         stdout=asyncio.subprocess.PIPE,
