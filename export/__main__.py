@@ -49,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-queue-delay-us", type=int, default=2000)
     p.add_argument("--instances", type=int, default=1, help="model instances per device")
     p.add_argument("--kind", choices=("gpu", "cpu"), default="gpu")
+    p.add_argument("--accelerator", choices=("none", "tensorrt"), default="none",
+                   help="tensorrt: the onnxruntime backend runs the graph through TensorRT "
+                        "(engine cache in /var/cache/tensorrt, see docker-compose.yml)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                   help="TensorRT precision (fp16 needs --accelerator tensorrt; its parity "
+                        "is checked only where a GPU with TensorRT is present)")
     p.add_argument(
         "--dataset-info",
         help="the training dataset's meta/info.json (or dataset folder): joint names and fps",
@@ -100,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cameras=args.cameras,
             parity_tolerance=args.parity_tolerance,
             joint_limits=args.joint_limits,
+            accelerator=args.accelerator,
+            precision=args.precision,
         )
     except ExportError as exc:
         _say(f"export: error: {exc}", sys.stderr)

@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Literal
 
+from tritonclient.grpc import model_config_pb2 as mc
+
 from orchestrator.triton.model_contract import (
     ModelContract,
     build_model_config,
@@ -71,6 +73,32 @@ def limits_metadata(limits: Mapping[str, tuple[float, float]], action_names: Seq
     return json.dumps({n: [float(lo), float(hi)] for n, (lo, hi) in limits.items()})
 
 
+def check_accelerator(accelerator: str, precision: str, kind: str) -> None:
+    if accelerator not in ("none", "tensorrt") or precision not in ("fp32", "fp16"):
+        raise ExportError(f"--accelerator must be none or tensorrt and --precision fp32 or "
+                          f"fp16, got {accelerator!r} / {precision!r}")
+    if precision == "fp16" and accelerator != "tensorrt":
+        raise ExportError("--precision fp16 needs --accelerator tensorrt (the onnxruntime "
+                          "backend runs fp16 only through TensorRT)")
+    if accelerator == "tensorrt" and kind != "gpu":
+        raise ExportError("--accelerator tensorrt needs --kind gpu (TensorRT runs on GPU "
+                          "instances only)")
+
+
+def fp16_parity_or_note(onnx_path: Path, config: mc.ModelConfig) -> str:
+    """TensorRT fp16 against fp32 where this machine has a GPU with TensorRT (fails the
+    export above the tolerance); elsewhere a note saying it was not checked."""
+    from .check.graph import fp16_parity
+    from .check.report import Report
+    from .check.versions import DEFAULT_TRITON, target
+
+    report = Report(str(onnx_path.parent), target(DEFAULT_TRITON), "")
+    note = fp16_parity(report, config.name, "new", onnx_path, config)
+    if report.problems:
+        raise ExportError(f"{report.problems[0].message}; nothing was written")
+    return note
+
+
 def build_contract(
     info: CheckpointInfo,
     robot: RobotMetadata,
@@ -120,6 +148,8 @@ def export_checkpoint(
     parity_batch_sizes: Sequence[int] = (1, 4),
     extra_info: Mapping[str, str] | None = None,
     joint_limits: Mapping[str, tuple[float, float]] | None = None,
+    accelerator: Literal["none", "tensorrt"] = "none",
+    precision: Literal["fp32", "fp16"] = "fp32",
 ) -> ExportResult:
     """Export one ACT checkpoint as a new version of model ``name`` in ``repository``.
 
@@ -133,6 +163,7 @@ def export_checkpoint(
         raise ExportError("--max-batch-size and --instances must be >= 1, delay >= 0")
     if kind not in ("gpu", "cpu"):
         raise ExportError(f"--kind must be gpu or cpu, got {kind!r}")
+    check_accelerator(accelerator, precision, kind)
     logger.info("inspecting checkpoint %s", checkpoint_dir)
     info = inspect_checkpoint(checkpoint_dir)
     check_cameras(info, cameras)
@@ -185,7 +216,12 @@ def export_checkpoint(
             max_queue_delay_us=max_queue_delay_us,
             instances=instances,
             kind=kind,
+            accelerator=accelerator,
+            precision=precision,
         )
+        notes = robot.notes
+        if precision == "fp16":
+            notes = (*notes, fp16_parity_or_note(staged.onnx_path, config))
         t0 = time.perf_counter()
         version_dir = staged.commit(render_config(config), chosen)
         timings["write"] = time.perf_counter() - t0
@@ -199,5 +235,5 @@ def export_checkpoint(
         parity_max_abs_error=err,
         export_seconds=time.perf_counter() - started,
         timings=timings,
-        notes=robot.notes,
+        notes=notes,
     )

@@ -108,6 +108,12 @@ _CORE_KEYS = frozenset(
 )
 
 
+# Where the production Triton keeps TensorRT engines (a volume in docker-compose.yml): the
+# model repository is mounted read-only, and a restart must not rebuild every engine.
+TRT_CACHE_DIR = "/var/cache/tensorrt"
+TRT_WORKSPACE_BYTES = 1 << 30
+
+
 def build_model_config(
     contract: ModelContract,
     *,
@@ -116,8 +122,16 @@ def build_model_config(
     instances: int = 1,
     kind: Literal["gpu", "cpu"] = "gpu",
     backend: str = "onnxruntime",
+    accelerator: Literal["none", "tensorrt"] = "none",
+    precision: Literal["fp32", "fp16"] = "fp32",
+    trt_workspace_bytes: int = TRT_WORKSPACE_BYTES,
+    trt_cache_dir: str = TRT_CACHE_DIR,
 ) -> mc.ModelConfig:
-    """The Triton model configuration of an exported ACT policy."""
+    """The Triton model configuration of an exported ACT policy.
+
+    ``accelerator="tensorrt"``: the onnxruntime backend runs the graph through ONNX
+    Runtime's TensorRT provider (CUDA for what TensorRT cannot take) at ``precision``.
+    """
     config = mc.ModelConfig(name=contract.name, backend=backend, max_batch_size=max_batch_size)
     config.input.add(name=STATE_INPUT, data_type=mc.TYPE_FP32, dims=[contract.state_dim])
     for camera in contract.cameras:
@@ -133,7 +147,29 @@ def build_model_config(
     group.kind = mc.ModelInstanceGroup.KIND_GPU if kind == "gpu" else mc.ModelInstanceGroup.KIND_CPU
     for key, value in contract.to_parameters().items():
         config.parameters[key].string_value = value
+    if accelerator == "tensorrt":
+        add_tensorrt(config, precision, trt_workspace_bytes, f"{trt_cache_dir}/{contract.name}")
     return config
+
+
+def add_tensorrt(config: mc.ModelConfig, precision: str, workspace_bytes: int,
+                 cache_path: str) -> None:
+    """The onnxruntime backend's TensorRT accelerator keys (its README's mapping table)."""
+    trt = config.optimization.execution_accelerators.gpu_execution_accelerator.add(
+        name="tensorrt")
+    trt.parameters["precision_mode"] = precision.upper()
+    trt.parameters["max_workspace_size_bytes"] = str(workspace_bytes)
+    trt.parameters["trt_engine_cache_enable"] = "true"
+    trt.parameters["trt_engine_cache_path"] = cache_path
+    trt.parameters["trt_timing_cache_enable"] = "true"
+    trt.parameters["trt_timing_cache_path"] = cache_path
+    # One optimization profile over every batch size the batcher can form: without it
+    # TensorRT builds a new engine whenever a larger batch arrives.
+    top = max(config.max_batch_size, 1)
+    opt = max([*config.dynamic_batching.preferred_batch_size, 1])
+    for key, batch in (("min", 1), ("opt", opt), ("max", top)):
+        trt.parameters[f"trt_profile_{key}_shapes"] = ",".join(
+            f"{t.name}:{'x'.join(str(d) for d in [batch, *t.dims])}" for t in config.input)
 
 
 def render_config(config: mc.ModelConfig) -> str:
