@@ -49,21 +49,24 @@ class LocalArenaServer:
     """`python -m arena_server` on 127.0.0.1:port; start/kill/restart keep the same port."""
 
     def __init__(
-        self, port: int | None = None, log_level: str = "warning", host: str = "127.0.0.1"
+        self, port: int | None = None, log_level: str = "warning", host: str = "127.0.0.1",
+        prefix: str = "",
     ) -> None:
         self.host = host
+        self.prefix = prefix.rstrip("/")  # e.g. /api, as the public server is deployed
         self.port = port or free_port()
         self.log_level = log_level
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{self.host}:{self.port}{self.prefix}"
 
     def start(self) -> LocalArenaServer:
         assert self.proc is None, "already running"
         cmd = [sys.executable, "-m", "arena_server", "--host", self.host,
-               "--port", str(self.port), "--log-level", self.log_level]
+               "--port", str(self.port), "--log-level", self.log_level,
+               *(("--prefix", self.prefix) if self.prefix else ())]
         self.proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         try:
             wait_healthy(self.base_url, proc=self.proc)

@@ -23,9 +23,14 @@ IDLE_TIMEOUT_S = 60 * 60.0
 
 
 def create_app(
-    *, sweep_interval_s: float = SWEEP_INTERVAL_S, idle_timeout_s: float = IDLE_TIMEOUT_S
+    *, sweep_interval_s: float = SWEEP_INTERVAL_S, idle_timeout_s: float = IDLE_TIMEOUT_S,
+    prefix: str = "",
 ) -> FastAPI:
-    """A fresh server with empty in-memory state (rooms live as long as the app)."""
+    """A fresh server with empty in-memory state (rooms live as long as the app).
+
+    ``prefix`` (e.g. ``/api``) puts the rooms below a path, as the public server is deployed;
+    ``/health`` then answers at the root and below the prefix."""
+    prefix = prefix.rstrip("/")
     robotics, video = RoboticsHub(), VideoHub()
 
     async def sweep_forever() -> None:
@@ -51,12 +56,14 @@ def create_app(
     )
     app.state.robotics = robotics
     app.state.video = video
-    app.include_router(robotics_router(robotics))
-    app.include_router(video_router(video))
+    app.include_router(robotics_router(robotics), prefix=prefix)
+    app.include_router(video_router(video), prefix=prefix)
 
-    @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "healthy", "server_running": True}
+
+    for path in dict.fromkeys(("/health", f"{prefix}/health")):
+        app.add_api_route(path, health, methods=["GET"])
 
     @app.get("/")
     async def root() -> dict[str, Any]:
@@ -78,12 +85,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--prefix", default="", help="serve the rooms below a path, e.g. /api")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     uvicorn.run(
-        create_app(),
+        create_app(prefix=args.prefix),
         host=args.host,
         port=args.port,
         log_level=args.log_level,

@@ -22,17 +22,34 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, description="When set, every endpoint but / and /health requires it."
     )
+    cors_allow_origins: list[str] = Field(
+        default_factory=lambda: ["*"],
+        description="Origins browser pages may call the API from (CORS); ['*'] = any.",
+    )
 
     # Triton
     triton_url: str | None = Field(
         default=None,
-        description="gRPC address host:port. Unset: the local stack starts its own server.",
+        description="gRPC address host:port, or several comma-separated (replicas: each worker "
+        "prefers one, and a request that fails is retried once on another). Unset: the local "
+        "stack starts its own server.",
     )
     triton_shared_memory: bool = Field(
         default=False, description="Send tensors through system shared memory (same host only)."
     )
     triton_timeout_s: float = Field(default=2.0, gt=0, description="Per-request inference timeout.")
     model_repository: Path = Path("model_repository")
+    model_load_timeout_s: float = Field(
+        default=120.0, gt=0, description="Wait for Triton to load a model exported on demand."
+    )
+
+    # On-demand export of hub repos and checkpoint folders (python -m export.worker)
+    export_jobs_dir: Path | None = Field(
+        default=None,
+        description="The export worker's jobs folder; unset: policy_path must name a served "
+        "model or one already exported from the hub id / folder.",
+    )
+    export_timeout_s: float = Field(default=900.0, gt=0, description="One on-demand export.")
 
     # Arena
     arena_default_url: str = "http://localhost:8000"
@@ -42,6 +59,15 @@ class Settings(BaseSettings):
         "default server's host are always allowed.",
     )
     arena_timeout_s: float = Field(default=5.0, gt=0)
+
+    # Fleet (Ray): sessions in worker processes. 0 or 1 worker without a Ray address keeps
+    # them in the API's process.
+    workers: int = Field(default=0, ge=0, description="Session worker processes (Ray actors).")
+    ray_address: str = Field(
+        default="", description="Ray cluster to join (host:port); empty: start a local one."
+    )
+    ray_namespace: str = Field(default="orchestrator", min_length=1)
+    worker_max_sessions: int = Field(default=32, ge=1, description="Sessions one worker takes.")
 
     # Limits
     max_sessions: int = Field(default=64, ge=1)
@@ -58,6 +84,10 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="Observation age that stops refills."
     )
     latency_prior_s: float = Field(default=0.1, gt=0, description="Assumed latency until measured.")
+    tick_scheduler: Literal["shared", "per_session"] = Field(
+        default="shared", description="shared: one timer per process and rate ticks every "
+        "session in a stable order; per_session: each session its own timer (the earlier design, "
+        "kept for benchmarks).")
 
     # Debug
     log_buffer_size: int = Field(default=2000, ge=10)

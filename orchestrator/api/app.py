@@ -8,17 +8,27 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from orchestrator.api.auth import ApiKeyMiddleware
+from orchestrator.api.console import console_router
+from orchestrator.api.prefix import PrefixAlias
 from orchestrator.api.routes import router
+from orchestrator.api.service import SessionService
 from orchestrator.observability.logs import install_log_ring
 from orchestrator.observability.metrics import metrics_router
 from orchestrator.sessions.errors import SessionError
 from orchestrator.sessions.manager import SessionManager
 from orchestrator.settings import Settings
 from orchestrator.triton.client import TritonClient
+from orchestrator.triton.replicas import make_triton
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +49,10 @@ batcher merges all sessions' requests) and publishes joint commands at a fixed r
 
 Joint values are **normalized**: -100..100 for arm joints, 0..100 for the gripper.
 `policy_path` names a model in Triton's repository (`NAME` or `NAME:VERSION`); export a
-LeRobot checkpoint with `python -m export CHECKPOINT --repository model_repository --name NAME`.
+LeRobot checkpoint with `python -m export CHECKPOINT --repository model_repository --name NAME`,
+or name a Hugging Face hub repo id / checkpoint folder to have it exported on demand.
+
+The same API answers at the root and under `/api`; browser pages may call it (CORS).
 """
 
 
@@ -48,12 +61,19 @@ def create_app(settings: Settings, triton: TritonClient | None = None) -> FastAP
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = triton or TritonClient(
+        client = triton or make_triton(
             settings.triton_url or f"127.0.0.1:{settings.local_triton_port_base + 1}",
             timeout_s=settings.triton_timeout_s,
             shared_memory=settings.triton_shared_memory,
         )
-        manager = SessionManager(settings, client)
+        manager: SessionService
+        if settings.workers > 1 or settings.ray_address:
+            from orchestrator.fleet.router import FleetRouter  # imports Ray: only when used
+
+            manager = FleetRouter(settings, client)
+            await manager.open()
+        else:
+            manager = SessionManager(settings, client)
         app.state.manager = manager
         try:
             yield
@@ -69,11 +89,20 @@ def create_app(settings: Settings, triton: TritonClient | None = None) -> FastAP
         version="1.0.0",
         openapi_tags=TAGS,
         lifespan=lifespan,
+        # Served by the routes below, so that each answers at the root and under /api.
+        openapi_url=None, docs_url=None, redoc_url=None,
     )
     app.state.settings = settings
     app.state.log_ring = install_log_ring(settings.log_buffer_size)
+    # Outermost first: CORS (also on 401s and preflights), then /api, then the key.
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
+    app.add_middleware(PrefixAlias)
+    any_origin = "*" in settings.cors_allow_origins
+    app.add_middleware(
+        CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_methods=["*"],
+        allow_headers=["*"], allow_credentials=not any_origin, max_age=600,
+    )
 
     @app.exception_handler(SessionError)
     async def session_error(_: Request, exc: SessionError) -> JSONResponse:
@@ -89,6 +118,7 @@ def create_app(settings: Settings, triton: TritonClient | None = None) -> FastAP
 
     app.include_router(router)
     app.include_router(metrics_router)
+    app.include_router(console_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -107,4 +137,34 @@ def create_app(settings: Settings, triton: TritonClient | None = None) -> FastAP
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    _docs_routes(app)
     return app
+
+
+def _docs_routes(app: FastAPI) -> None:
+    """OpenAPI and docs at the root and under /api: the document names its server."""
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(request: Request) -> JSONResponse:
+        schema = dict(app.openapi())
+        root = request.scope.get("root_path", "").rstrip("/")
+        if root:
+            schema["servers"] = [{"url": root}]
+        return JSONResponse(schema)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(
+            openapi_url=f"{root}/openapi.json", title=f"{app.title} - docs",
+            oauth2_redirect_url=f"{root}/docs/oauth2-redirect",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_redoc_html(openapi_url=f"{root}/openapi.json", title=f"{app.title} - ReDoc")

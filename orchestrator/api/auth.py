@@ -12,10 +12,18 @@ from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoin
 from starlette.responses import Response
 from starlette.types import ASGIApp
 
+from orchestrator.api.prefix import route_path
+
 # The API docs stay readable without a key; they hold no session data.
 OPEN_PATHS = frozenset(
     {"/", "/health", "/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"}
 )
+
+
+def is_open(path: str) -> bool:
+    # The console's page and assets are static (no session data); its API calls need the key.
+    console = path.removeprefix("/api")
+    return path in OPEN_PATHS or console == "/console" or console.startswith("/console/")
 
 
 def presented_key(request: Request) -> str | None:
@@ -34,7 +42,8 @@ class ApiKeyMiddleware(BaseHTTPMiddleware):
         self._key = api_key.encode()
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        if request.url.path in OPEN_PATHS or request.method == "OPTIONS":
+        # Below the root path: /api/health is /health.
+        if is_open(route_path(request.scope)) or request.method == "OPTIONS":
             return await call_next(request)
         key = presented_key(request)
         if key is None:

@@ -16,9 +16,9 @@ from orchestrator.api.schemas import (
     ErrorResponse,
     SessionStatusResponse,
 )
+from orchestrator.api.service import SessionService
 from orchestrator.observability.system import system_info
 from orchestrator.sessions.errors import SessionNotFound
-from orchestrator.sessions.manager import SessionManager
 
 router = APIRouter()
 
@@ -38,18 +38,20 @@ _CREATE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _manager(request: Request) -> SessionManager:
-    manager: SessionManager = request.app.state.manager
+def _manager(request: Request) -> SessionService:
+    manager: SessionService = request.app.state.manager
     return manager
 
 
 @router.get("/", tags=["Health"])
-async def root() -> dict[str, Any]:
+async def root(request: Request) -> dict[str, Any]:
+    base = request.scope.get("root_path", "").rstrip("/")
     return {
         "name": "ACT policy orchestrator",
-        "docs": "/docs",
-        "health": "/health",
-        "sessions": "/sessions",
+        "status": "healthy",
+        "docs": f"{base}/docs",
+        "health": f"{base}/health",
+        "sessions": f"{base}/sessions",
     }
 
 
@@ -61,6 +63,9 @@ async def health_check(request: Request) -> dict[str, Any]:
         "status": "healthy" if triton_ready else "degraded",
         "triton_ready": triton_ready,
         "active_sessions": len(manager.sessions()),
+        # Sessions in Ray workers: which workers answer (absent when sessions run here).
+        **({"workers": await workers()} if (workers := getattr(manager, "workers_health", None))
+           else {}),
     }
 
 
@@ -78,7 +83,7 @@ async def list_sessions(request: Request) -> list[SessionStatusResponse]:
     "/sessions", tags=["Sessions"], response_model=CreateSessionResponse, responses=_CREATE_ERRORS
 )
 async def create_session(body: CreateSessionRequest, request: Request) -> CreateSessionResponse:
-    return await _manager(request).create(body)
+    return CreateSessionResponse.of(await _manager(request).create(body.to_spec()))
 
 
 @router.get(
@@ -100,7 +105,11 @@ async def delete_session(session_id: str, request: Request) -> dict[str, Any]:
 @router.post("/sessions/{session_id}/start", tags=["Control"], responses=_ERRORS)
 async def start_inference(session_id: str, request: Request) -> dict[str, Any]:
     session = await _manager(request).start(session_id)
-    return {"message": f"session {session_id} started", "status": session.state.value}
+    state = session.state.value
+    if state == "initializing":  # its model is still being exported or loaded
+        return {"message": f"session {session_id} starts when its model is ready",
+                "status": state}
+    return {"message": f"session {session_id} started", "status": state}
 
 
 @router.post("/sessions/{session_id}/stop", tags=["Control"], responses=_ERRORS)
@@ -112,7 +121,11 @@ async def stop_inference(session_id: str, request: Request) -> dict[str, Any]:
 @router.post("/sessions/{session_id}/restart", tags=["Control"], responses=_ERRORS)
 async def restart_inference(session_id: str, request: Request) -> dict[str, Any]:
     session = await _manager(request).restart(session_id)
-    return {"message": f"session {session_id} restarted", "status": session.state.value}
+    state = session.state.value
+    if state == "initializing":
+        return {"message": f"session {session_id} starts when its model is ready",
+                "status": state}
+    return {"message": f"session {session_id} restarted", "status": state}
 
 
 @router.get("/debug/system", tags=["Debug"])
@@ -142,4 +155,4 @@ async def debug_reset_session(session_id: str, request: Request) -> dict[str, An
 
 @router.get("/debug/sessions/{session_id}/queue", tags=["Debug"], responses=_ERRORS)
 async def get_session_queue_info(session_id: str, request: Request) -> dict[str, Any]:
-    return _manager(request).get(session_id).queue_info()
+    return await _manager(request).queue_info(session_id)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from orchestrator.sessions.spec import SERVED_POLICY_TYPES, SessionRooms, SessionSpec
 from orchestrator.settings import BlendMode
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -20,14 +21,28 @@ class CreateSessionRequest(BaseModel):
     policy_path: str = Field(
         min_length=1,
         max_length=256,
-        description="A model in the Triton repository: NAME or NAME:VERSION (not a file path; "
-        "export a checkpoint with `python -m export`).",
+        description="A model served by Triton (NAME or NAME:VERSION), a Hugging Face hub repo id "
+        "(org/name, optional @revision) or a checkpoint folder; a hub id or folder that no "
+        "served model came from is exported on demand (the session is initializing meanwhile).",
     )
     camera_names: list[str] = Field(
         default=["front"], description="Must equal the model's cameras."
     )
     arena_server_url: str = Field(default="http://localhost:8000", max_length=512)
     workspace_id: str | None = Field(default=None, max_length=128)
+    transport_server_url: str | None = Field(
+        default=None, max_length=512,
+        description="The newer name of arena_server_url (RobotHub front-end); a base URL may "
+        "carry a path prefix (http://host:8000/api).",
+    )
+    policy_type: str = Field(
+        default="act", max_length=64,
+        description=f"Policy family; this server serves {', '.join(SERVED_POLICY_TYPES)} only.",
+    )
+    language_instruction: str | None = Field(
+        default=None, max_length=2000,
+        description="Accepted and shown in the status; ACT policies take no language input.",
+    )
     # Additions to the seed contract, all optional.
     joint_aliases: dict[str, str] | None = Field(
         default=None,
@@ -46,12 +61,48 @@ class CreateSessionRequest(BaseModel):
         default=None, gt=0, le=60, description="Observation age beyond which no chunk is requested."
     )
 
+    @model_validator(mode="after")
+    def _one_arena_url(self) -> CreateSessionRequest:
+        given = self.model_fields_set
+        if ("transport_server_url" in given and "arena_server_url" in given
+                and self.transport_server_url is not None
+                and self.transport_server_url.rstrip("/") != self.arena_server_url.rstrip("/")):
+            raise ValueError(
+                f"transport_server_url {self.transport_server_url!r} and arena_server_url "
+                f"{self.arena_server_url!r} name different servers; give one of them"
+            )
+        return self
+
+    def to_spec(self) -> SessionSpec:
+        return SessionSpec(
+            session_id=self.session_id,
+            policy_path=self.policy_path,
+            camera_names=tuple(self.camera_names),
+            arena_url=self.transport_server_url or self.arena_server_url,
+            workspace_id=self.workspace_id,
+            policy_type=self.policy_type,
+            language_instruction=self.language_instruction,
+            joint_aliases=dict(self.joint_aliases or {}),
+            rate_hz=self.rate_hz,
+            blend=self.blend,
+            joint_limits={k: (float(lo), float(hi))
+                          for k, (lo, hi) in (self.joint_limits or {}).items()},
+            max_step=self.max_step,
+            stale_after_s=self.stale_after_s,
+        )
+
 
 class CreateSessionResponse(BaseModel):
     workspace_id: str
     camera_room_ids: dict[str, str]
     joint_input_room_id: str
     joint_output_room_id: str
+
+    @classmethod
+    def of(cls, rooms: SessionRooms) -> CreateSessionResponse:
+        return cls(workspace_id=rooms.workspace_id, camera_room_ids=dict(rooms.camera_room_ids),
+                   joint_input_room_id=rooms.joint_input_room_id,
+                   joint_output_room_id=rooms.joint_output_room_id)
 
 
 class SessionStatusResponse(BaseModel):
@@ -64,6 +115,14 @@ class SessionStatusResponse(BaseModel):
     stats: dict[str, Any]
     inference_stats: dict[str, Any] | None = None
     error_message: str | None = None
+    policy_type: str = "act"
+    language_instruction: str | None = None
+    joint_mapping: dict[str, Any] | None = Field(
+        default=None, description="Robot joint name -> model joint, and what could not be mapped."
+    )
+    initialization: dict[str, Any] | None = Field(
+        default=None, description="While initializing: the on-demand export's step and source."
+    )
 
 
 class ErrorResponse(BaseModel):

@@ -2,8 +2,9 @@
 
 Slots are found by name, never by position, so an unknown or missing joint can never
 shift a value into another joint's slot. A robot name resolves, in order, through the
-alias map, an exact model name, then LeRobot's ``.pos`` suffix (``shoulder_pan`` and
-``shoulder_pan.pos`` are the same joint).
+alias map, an exact model name, LeRobot's ``.pos`` suffix (``shoulder_pan`` and
+``shoulder_pan.pos`` are the same joint), then the names known robots use for a model's
+joints (the RobotHub front-end's SO-100 arm: ``Rotation`` ... ``Jaw``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,17 @@ _MAX_UNKNOWN_NAMES = 32
 # Far beyond any joint unit (normalized -100..100, degrees, radians): a larger reading is
 # garbage, and would overflow the model's float32 input to inf.
 MAX_ABS_VALUE = 1e6  # remembered for the status; a flood of junk names stays bounded
+
+# Robot-side names for LeRobot SO-100/SO-101 joints: the RobotHub front-end's URDF names (the
+# server it replaces mapped them the same way). Matched after exact names, any case.
+KNOWN_ROBOT_NAMES: dict[str, str] = {
+    "rotation": "shoulder_pan",
+    "pitch": "shoulder_lift",
+    "elbow": "elbow_flex",
+    "wrist_pitch": "wrist_flex",
+    "wrist_roll": "wrist_roll",
+    "jaw": "gripper",
+}
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,12 @@ class JointMapper:
             self._lookup[robot_name] = index
             if self._alias_names[index] is None:
                 self._alias_names[index] = robot_name
+        # Known robot names, for the model joints they stand for (with or without ``.pos``).
+        self._known: dict[str, int] = {}
+        for robot_name, model_name in KNOWN_ROBOT_NAMES.items():
+            index = self._lookup.get(model_name)
+            if index is not None:
+                self._known[robot_name] = index
         self._values = np.zeros(len(names), dtype=np.float64)
         self._have = np.zeros(len(names), dtype=bool)
         self.last_update: float | None = None
@@ -71,7 +89,18 @@ class JointMapper:
 
     def index_of(self, robot_name: str) -> int | None:
         """The state slot of ``robot_name``, or None when it is no model joint."""
-        return self._lookup.get(robot_name)
+        index = self._lookup.get(robot_name)
+        if index is None:
+            index = self._known.get(robot_name.lower())
+        return index
+
+    def describe_mapping(self) -> dict[str, object]:
+        """For the status: robot name -> model joint for every joint read, the names that
+        map to no model joint, and the model joints never read."""
+        mapping = {robot: self.state_names[i] for i, robot in enumerate(self._robot_names)
+                   if robot is not None}
+        return {"robot_to_model": mapping, "unmapped": sorted(self.unknown_names),
+                "missing": list(self.missing)}
 
     @property
     def ready(self) -> bool:
@@ -108,7 +137,7 @@ class JointMapper:
         unknown: list[str] = []
         invalid: list[str] = []
         for name, value in pairs:
-            index = self._lookup.get(name) if isinstance(name, str) else None
+            index = self.index_of(name) if isinstance(name, str) else None
             if index is None or not isinstance(name, str):
                 unknown.append(str(name)[:64])
                 continue

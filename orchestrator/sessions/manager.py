@@ -8,20 +8,21 @@ import logging
 import uuid
 from typing import Any
 
-from orchestrator.api.schemas import CreateSessionRequest, CreateSessionResponse
+from orchestrator.exports.source import FolderSource, HubSource, parse_source
+from orchestrator.sessions.config import ModelBinding, SessionConfig
 from orchestrator.sessions.errors import (
-    DependencyUnavailable,
     InvalidSessionRequest,
-    PolicyNotFound,
     SessionExists,
     SessionNotFound,
     TooManySessions,
 )
-from orchestrator.sessions.policy import check_arena_url, parse_policy_path
-from orchestrator.sessions.session import Session, SessionConfig
+from orchestrator.sessions.policy import PolicyRef, check_arena_url, parse_policy_path
+from orchestrator.sessions.provision import ModelProvider, ProvisionFailed, watch_step
+from orchestrator.sessions.session import Session
+from orchestrator.sessions.spec import SERVED_POLICY_TYPES, SessionRooms, SessionSpec
 from orchestrator.settings import Settings
-from orchestrator.triton.client import ModelNotReady, TritonClient, TritonError, TritonUnavailable
-from orchestrator.triton.model_contract import ContractError, ModelContract
+from orchestrator.triton.client import TritonClient, TritonError
+from orchestrator.triton.model_contract import ModelContract
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._pending: set[str] = set()  # ids being created: a second create gets 409
         self._lock = asyncio.Lock()
+        self.models = ModelProvider(settings, triton)
+        self._provisioning: dict[str, asyncio.Task[None]] = {}  # session id -> its wait
 
     # -- lookups -------------------------------------------------------------------------
     def sessions(self) -> list[Session]:
@@ -45,8 +48,8 @@ class SessionManager:
             raise SessionNotFound(f"session {session_id!r} not found") from None
 
     # -- create / delete -----------------------------------------------------------------
-    async def create(self, request: CreateSessionRequest) -> CreateSessionResponse:
-        sid = request.session_id
+    async def create(self, spec: SessionSpec) -> SessionRooms:
+        sid = spec.session_id
         async with self._lock:
             if sid in self._sessions or sid in self._pending:
                 raise SessionExists(f"session {sid!r} already exists")
@@ -56,26 +59,41 @@ class SessionManager:
                 )
             self._pending.add(sid)
         try:
-            config = await self._resolve(request)
+            config = self._validate(spec)
+            served, source = await self._resolve_model(spec, config)
             session = Session(config, self.triton)
             await session.open()  # cleans up after itself on failure
+            if served is not None:
+                policy, contract = served
+                await session.attach(ModelBinding.create(spec, self.settings, policy, contract))
             self._sessions[sid] = session
         finally:
             self._pending.discard(sid)
+        if served is None:
+            assert source is not None
+            self._provisioning[sid] = asyncio.create_task(
+                self._provide(session, source), name=f"provide-{sid}")
         log.info(
-            "session %s created: model %s, workspace %s, cameras %s",
-            sid, config.policy, config.workspace_id, list(config.cameras),
+            "session %s created: model %s, workspace %s, cameras %s", sid,
+            served[0] if served else f"{spec.policy_path} (exporting)", config.workspace_id,
+            list(config.cameras),
         )
-        return session.create_response()
+        return session.rooms()
 
     async def delete(self, session_id: str) -> None:
         session = self.get(session_id)
         self._sessions.pop(session_id, None)
+        waiting = self._provisioning.pop(session_id, None)
+        if waiting is not None:  # the export goes on for others; this session stops waiting
+            waiting.cancel()
         await session.close(delete_rooms=True)
         log.info("session %s deleted", session_id)
 
     async def close_all(self) -> None:
         sessions, self._sessions = list(self._sessions.values()), {}
+        for waiting in self._provisioning.values():
+            waiting.cancel()
+        self._provisioning.clear()
         await asyncio.gather(*(s.close(delete_rooms=True) for s in sessions),
                              return_exceptions=True)
 
@@ -98,11 +116,16 @@ class SessionManager:
     async def reset(self, session_id: str) -> None:
         await self.get(session_id).reset()
 
+    async def queue_info(self, session_id: str) -> dict[str, Any]:
+        return self.get(session_id).queue_info()
+
     async def status(self, session_id: str) -> dict[str, Any]:
         """The session's status with the shared model's batching figures from Triton."""
         session = self.get(session_id)
         status = session.status()
-        ref = session.config.policy
+        if session.binding is None:
+            return status
+        ref = session.binding.policy
         try:
             stats = await self.triton.statistics(ref.name, ref.version)
             status["stats"]["triton"] = {
@@ -121,15 +144,23 @@ class SessionManager:
         ready = await self.triton.is_server_ready()
         models: dict[str, Any] = {}
         for session in self.sessions():
-            ref = session.config.policy
+            if session.binding is None:
+                continue
+            ref = session.binding.policy
             if str(ref) not in models:
                 models[str(ref)] = await self.triton.is_model_ready(ref.name, ref.version)
         return {"url": self.triton.url, "server_ready": ready, "models_ready": models}
 
     # -- validation ----------------------------------------------------------------------
-    async def _resolve(self, request: CreateSessionRequest) -> SessionConfig:
+    def _validate(self, spec: SessionSpec) -> SessionConfig:
+        """Everything that needs no server: cameras, policy type, Arena URL, workspace."""
         s = self.settings
-        cameras = list(request.camera_names)
+        if spec.policy_type.strip().lower() not in SERVED_POLICY_TYPES:
+            raise InvalidSessionRequest(
+                f"policy_type {spec.policy_type!r} is not served here: this server serves "
+                f"{', '.join(SERVED_POLICY_TYPES)} policies only (policy_type 'act')"
+            )
+        cameras = list(spec.camera_names)
         if not cameras or len(cameras) > s.max_cameras_per_session:
             raise InvalidSessionRequest(
                 f"camera_names must list 1..{s.max_cameras_per_session} cameras, got {len(cameras)}"
@@ -140,51 +171,86 @@ class SessionManager:
             raise InvalidSessionRequest(
                 f"camera_names must be unique names of letters, digits, '_' or '-': {cameras}"
             )
-        arena_url = check_arena_url(request.arena_server_url, s.arena_default_url,
-                                    s.arena_allowlist)
-        policy = parse_policy_path(request.policy_path)
-        contract = await self._contract(policy.name, policy.version)
+        arena_url = check_arena_url(spec.arena_url, s.arena_default_url, s.arena_allowlist)
+        workspace = spec.workspace_id or str(uuid.uuid4())
+        if not workspace.replace("-", "").replace("_", "").isalnum():
+            raise InvalidSessionRequest(
+                f"workspace_id {workspace!r} may hold only letters, digits, '-' and '_'"
+            )
+        return SessionConfig.from_spec(spec, s, arena_url, workspace)
+
+    async def _resolve_model(
+        self, spec: SessionSpec, config: SessionConfig
+    ) -> tuple[tuple[PolicyRef, ModelContract] | None, HubSource | FolderSource | None]:
+        """A served model for ``policy_path`` (checked against the request), or the source
+        to export on demand once the session exists (checked as far as it can be now)."""
+        try:
+            source = parse_source(spec.policy_path)
+        except ValueError as exc:
+            raise InvalidSessionRequest(f"policy_path: {exc}") from exc
+        if source is None:
+            policy = parse_policy_path(spec.policy_path)
+            contract = await self.models.contract(policy.name, policy.version)
+            self._check_model(spec, policy, contract)
+            return (policy, contract), None
+        served = await self.models.find_served(source)
+        if served is not None:
+            self._check_model(spec, *served)
+            return served, None
+        checkpoint = await self.models.check_source(source)
+        if sorted(config.cameras) != sorted(checkpoint.cameras):
+            raise InvalidSessionRequest(
+                f"camera_names {list(config.cameras)} do not match the cameras of "
+                f"{spec.policy_path}: {list(checkpoint.cameras)}"
+            )
+        return None, source
+
+    @staticmethod
+    def _check_model(spec: SessionSpec, policy: PolicyRef, contract: ModelContract) -> None:
+        cameras = list(spec.camera_names)
         if sorted(cameras) != sorted(contract.cameras):
             raise InvalidSessionRequest(
                 f"camera_names {cameras} do not match the cameras of model {policy}: "
                 f"{list(contract.cameras)}"
             )
-        if request.joint_limits:
-            unknown = sorted(set(request.joint_limits) - set(contract.action_names))
-            bad = [j for j, (lo, hi) in request.joint_limits.items() if not lo < hi]
+        if spec.joint_limits:
+            unknown = sorted(set(spec.joint_limits) - set(contract.action_names))
+            bad = [j for j, (lo, hi) in spec.joint_limits.items() if not lo < hi]
             if unknown or bad:
                 raise InvalidSessionRequest(
                     f"joint_limits: unknown joints {unknown} (model joints: "
                     f"{list(contract.action_names)}); low must be below high for {bad}"
                 )
-        if request.joint_aliases:
+        if spec.joint_aliases:
             targets = set(contract.state_names) | set(contract.action_names)
-            unknown = sorted(set(request.joint_aliases.values()) - targets)
+            unknown = sorted(set(spec.joint_aliases.values()) - targets)
             if unknown:
                 raise InvalidSessionRequest(
                     f"joint_aliases map to joints the model does not have: {unknown} "
                     f"(model joints: {list(contract.state_names)})"
                 )
-        workspace = request.workspace_id or str(uuid.uuid4())
-        if not workspace.replace("-", "").replace("_", "").isalnum():
-            raise InvalidSessionRequest(
-                f"workspace_id {workspace!r} may hold only letters, digits, '-' and '_'"
-            )
-        return SessionConfig.from_request(request, s, contract, policy, arena_url, workspace)
 
-    async def _contract(self, name: str, version: str) -> ModelContract:
+    # -- on-demand export ----------------------------------------------------------------
+    async def _provide(self, session: Session, source: HubSource | FolderSource) -> None:
+        """Wait for the shared export of ``source``, then bind its model to the session.
+        A failure is this session's error only: nothing else is touched."""
+        job = self.models.provision(source)
+        stop_watching = watch_step(job, lambda step: setattr(session, "init_step", step))
         try:
-            return await self.triton.contract(name, version)
-        except TritonUnavailable as exc:
-            raise DependencyUnavailable(
-                f"Triton at {self.triton.url} is unreachable, cannot check model {name!r}: {exc}"
-            ) from exc
-        except ModelNotReady as exc:
-            raise PolicyNotFound(
-                f"model {name!r}{':' + version if version else ''} is not loaded in Triton at "
-                f"{self.triton.url}: {exc}"
-            ) from exc
-        except ContractError as exc:
-            raise InvalidSessionRequest(str(exc)) from exc
-        except TritonError as exc:
-            raise DependencyUnavailable(f"Triton could not describe model {name!r}: {exc}") from exc
+            assert job.task is not None
+            policy, contract = await asyncio.shield(job.task)
+            spec = session.config.spec
+            self._check_model(spec, policy, contract)
+            await session.attach(ModelBinding.create(spec, self.settings, policy, contract))
+        except asyncio.CancelledError:
+            raise
+        except (ProvisionFailed, TritonError) as exc:
+            session.fail(str(exc))
+        except Exception as exc:  # a session error (camera mismatch...) or a bug: say why
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            log.warning("session %s: model for %s not ready: %s", session.session_id,
+                        source, message)
+            session.fail(message)
+        finally:
+            stop_watching()
+            self._provisioning.pop(session.session_id, None)

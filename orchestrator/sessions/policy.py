@@ -45,11 +45,13 @@ def parse_policy_path(policy_path: str) -> PolicyRef:
 def _host_port(url: str) -> tuple[str, int | None]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidSessionRequest(f"arena_server_url {url!r} must be an http(s) URL with a host")
+        raise InvalidSessionRequest(
+            f"transport_server_url/arena_server_url {url!r} must be an http(s) URL with a host")
     try:
         port = parts.port
     except ValueError as exc:
-        raise InvalidSessionRequest(f"arena_server_url {url!r} has an invalid port") from exc
+        raise InvalidSessionRequest(
+            f"transport_server_url/arena_server_url {url!r} has an invalid port") from exc
     return parts.hostname.lower(), port
 
 
@@ -68,7 +70,8 @@ def check_arena_url(url: str, default_url: str, allowlist: list[str]) -> str:
         loopback = ipaddress.ip_address(host).is_loopback
     if not loopback and host not in allowed_hosts:
         raise ForbiddenTarget(
-            f"arena_server_url host {host!r} is not allowed; allowed: loopback, "
-            f"{sorted(allowed_hosts)} (extend with ORCHESTRATOR_ARENA_ALLOWLIST)"
+            f"transport_server_url/arena_server_url host {host!r} is not allowed; allowed: "
+            f"loopback, {sorted(allowed_hosts)} (add it to the orchestrator's setting "
+            "ORCHESTRATOR_ARENA_ALLOWLIST)"
         )
     return url.rstrip("/")

@@ -5,43 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from orchestrator.arena.rest import ArenaError, ArenaRest, ArenaUnavailable
 from orchestrator.arena.robotics import RoboticsConsumer, RoboticsProducer
 from orchestrator.arena.video import VideoConsumer
 from orchestrator.observability import metrics
+from orchestrator.sessions.config import ModelBinding, SessionConfig
 from orchestrator.sessions.errors import DependencyUnavailable, InvalidTransition
-from orchestrator.sessions.loop import ControlLoop, LoopSettings
-from orchestrator.sessions.policy import PolicyRef
-from orchestrator.settings import BlendMode, Settings
+from orchestrator.sessions.loop import ControlLoop
+from orchestrator.sessions.spec import SessionRooms
 from orchestrator.triton.client import TritonClient
-from orchestrator.triton.model_contract import ModelContract
-
-if TYPE_CHECKING:
-    from orchestrator.api.schemas import CreateSessionRequest, CreateSessionResponse
 
 log = logging.getLogger(__name__)
-
-
-def model_limits(contract: ModelContract) -> dict[str, tuple[float, float]]:
-    """Per-joint limits recorded in the model's metadata (``joint_limits``), if any; joints
-    without one get the safety layer's defaults."""
-    raw = contract.info.get("joint_limits")
-    if not raw:
-        return {}
-    try:
-        table = json.loads(raw)
-        return {str(k): (float(v[0]), float(v[1])) for k, v in table.items()
-                if k in contract.action_names}
-    except (ValueError, TypeError, IndexError, AttributeError):
-        log.warning("model %s has malformed joint_limits metadata; using defaults", contract.name)
-        return {}
 
 
 class SessionState(StrEnum):
@@ -50,72 +29,6 @@ class SessionState(StrEnum):
     RUNNING = "running"
     STOPPED = "stopped"
     ERROR = "error"
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    session_id: str
-    policy_path: str
-    policy: PolicyRef
-    contract: ModelContract
-    cameras: tuple[str, ...]
-    arena_url: str
-    workspace_id: str
-    loop: LoopSettings
-    aliases: dict[str, str] = field(default_factory=dict)
-    arena_timeout_s: float = 5.0
-
-    @classmethod
-    def from_request(
-        cls,
-        request: CreateSessionRequest,
-        settings: Settings,
-        contract: ModelContract,
-        policy: PolicyRef,
-        arena_url: str,
-        workspace_id: str,
-    ) -> SessionConfig:
-        limits = model_limits(contract)
-        limits.update({k: (float(lo), float(hi)) for k, (lo, hi) in
-                       (request.joint_limits or {}).items()})
-        blend: BlendMode = request.blend or settings.blend
-        loop = LoopSettings(
-            rate_hz=request.rate_hz or contract.fps,
-            blend=blend,
-            crossfade_ticks=settings.crossfade_ticks,
-            ensemble_m=settings.ensemble_m,
-            margin_ticks=settings.margin_ticks,
-            replan_every=settings.replan_every,
-            max_step=request.max_step if request.max_step is not None else settings.max_step,
-            limits=limits,
-            stale_after_s=request.stale_after_s or settings.stale_after_s,
-            latency_prior_s=settings.latency_prior_s,
-            inference_timeout_s=settings.triton_timeout_s,
-        )
-        return cls(
-            session_id=request.session_id,
-            policy_path=request.policy_path,
-            policy=policy,
-            contract=contract,
-            cameras=tuple(request.camera_names),
-            arena_url=arena_url,
-            workspace_id=workspace_id,
-            loop=loop,
-            aliases=dict(request.joint_aliases or {}),
-            arena_timeout_s=settings.arena_timeout_s,
-        )
-
-    @property
-    def camera_rooms(self) -> dict[str, str]:
-        return {cam: f"{self.session_id}-{cam}" for cam in self.cameras}
-
-    @property
-    def joint_input_room(self) -> str:
-        return f"{self.session_id}-joint-input"
-
-    @property
-    def joint_output_room(self) -> str:
-        return f"{self.session_id}-joint-output"
 
 
 class Session:
@@ -141,20 +54,13 @@ class Session:
                                on_emergency_stop=self._on_emergency_stop)
             for cam, room in config.camera_rooms.items()
         }
-        self.loop = ControlLoop(
-            session_id=self.session_id,
-            contract=config.contract,
-            policy=config.policy,
-            settings=config.loop,
-            aliases=config.aliases,
-            triton=triton,
-            cameras=self.cameras,
-            publish=self.commands_out.send_joints,
-            joints_alive=self._robot_publishing,
-            on_crash=self._on_loop_crash,
-        )
-        # Readings reach the loop as they arrive: only the joints that changed.
-        self.joints_in.on_joints = self.loop.on_joints
+        self._triton = triton
+        # Known at create for a served model; later for one exported on demand.
+        self.binding: ModelBinding | None = None
+        self.loop: ControlLoop | None = None
+        self.init_step: str | None = "opening rooms"  # while initializing: what it waits for
+        self._start_when_ready = False
+        self._latched: str | None = None  # an emergency stop that came before the model
         self._transition = asyncio.Lock()
         self._producer_present = False
         self._presence_task: asyncio.Task[None] | None = None
@@ -177,6 +83,7 @@ class Session:
             self._presence_task = asyncio.create_task(
                 self._watch_presence(), name=f"presence-{self.session_id}"
             )
+            self.init_step = "waiting for the model"
         except (ArenaUnavailable, ArenaError, OSError, TimeoutError) as exc:
             await self.close(delete_rooms=True)
             raise DependencyUnavailable(
@@ -186,12 +93,52 @@ class Session:
         except BaseException:
             await self.close(delete_rooms=True)
             raise
-        self.state = SessionState.READY
+
+    async def attach(self, binding: ModelBinding) -> None:
+        """Bind the served model: build the control loop, hand it the joints read so far,
+        and become ready (running, if a start came while initializing)."""
+        async with self._transition:
+            if self.state == SessionState.ERROR or self.loop is not None:
+                return
+            self.binding = binding
+            self.loop = loop = ControlLoop(
+                session_id=self.session_id,
+                contract=binding.contract,
+                policy=binding.policy,
+                settings=binding.loop,
+                aliases=self.config.aliases,
+                triton=self._triton,
+                cameras=self.cameras,
+                publish=self.commands_out.send_joints,
+                joints_alive=self._robot_publishing,
+                on_crash=self._on_loop_crash,
+            )
+            # Readings reach the loop as they arrive: only the joints that changed. Those
+            # that came before it (the server forwards only changes) are handed over now.
+            self.joints_in.on_joints = loop.on_joints
+            joints, _ = self.joints_in.snapshot()
+            if joints:
+                loop.on_joints(joints)
+            self.init_step = None
+            self.state = SessionState.READY
+            if self._latched is not None:
+                loop.emergency_stop(self._latched)
+            elif self._start_when_ready:
+                await loop.start()
+                self.state = SessionState.RUNNING
+                log.info("session %s: model ready, started as asked", self.session_id)
+
+    def fail(self, reason: str) -> None:
+        """The session cannot get its model (e.g. the on-demand export failed)."""
+        self.state = SessionState.ERROR
+        self.error_message = reason
+        self.init_step = None
 
     async def close(self, delete_rooms: bool) -> None:
         """Stop the loop, disconnect, delete the rooms this session created. Never raises."""
-        with contextlib.suppress(Exception):
-            await self.loop.stop()
+        if self.loop is not None:
+            with contextlib.suppress(Exception):
+                await self.loop.stop()
         if self._presence_task is not None:
             self._presence_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -220,6 +167,15 @@ class Session:
     # -- lifecycle -----------------------------------------------------------------------
     async def start(self) -> None:
         async with self._transition:
+            if self.loop is None:
+                if self.state == SessionState.ERROR:
+                    raise InvalidTransition(
+                        f"session {self.session_id!r} is in error ({self.error_message}); "
+                        "delete it and create it again"
+                    )
+                # Initializing: start once the model is ready (the front-end starts freely).
+                self._start_when_ready, self._latched = True, None
+                return
             if self.state not in (SessionState.READY, SessionState.STOPPED):
                 raise InvalidTransition(
                     f"session {self.session_id!r} is {self.state.value}; start works from "
@@ -228,11 +184,14 @@ class Session:
             await self.loop.start()
             self.state = SessionState.RUNNING
             self.error_message = None
-            log.info("session %s started at %.1f Hz", self.session_id, self.config.loop.rate_hz)
+            log.info("session %s started at %.1f Hz", self.session_id, self.loop.settings.rate_hz)
 
     async def stop(self) -> None:
         async with self._transition:
             # Stop is always allowed: it is also the emergency path.
+            self._start_when_ready = False
+            if self.loop is None:
+                return
             await self.loop.stop()
             if self.state != SessionState.ERROR:
                 self.state = SessionState.STOPPED
@@ -240,6 +199,14 @@ class Session:
 
     async def restart(self) -> None:
         async with self._transition:
+            if self.loop is None:
+                if self.state != SessionState.ERROR:
+                    self._start_when_ready, self._latched = True, None
+                    return
+                raise InvalidTransition(
+                    f"session {self.session_id!r} has no model ({self.error_message}); "
+                    "delete it and create it again"
+                )
             await self.loop.stop()
             # start() re-arms with an empty plan. The joint state is kept: the connection
             # is intact, and the server forwards only changes, so a robot standing still
@@ -253,8 +220,10 @@ class Session:
         """Clear the plan and the joint state; connections stay. The joint state is then
         re-read from the room: the server forwards only changes, so a robot standing still
         would otherwise never be read again."""
-        self.loop.reset()
         self.joints_in.clear()
+        if self.loop is None:
+            return
+        self.loop.reset()
         cfg = self.config
         try:
             state = await self._rest.get_robotics_state(cfg.workspace_id, cfg.joint_input_room)
@@ -308,27 +277,31 @@ class Session:
 
     def _on_emergency_stop(self, reason: str) -> None:
         # Latch at once (synchronously: no await between the message and the latch).
-        self.loop.emergency_stop(reason)
+        if self.loop is None:
+            self._start_when_ready = False
+            self._latched = reason or "no reason given"
+        else:
+            self.loop.emergency_stop(reason)
         if self.state == SessionState.RUNNING:
             self.state = SessionState.STOPPED
         log.warning("session %s: emergency stop (%s): latched until start/restart",
                     self.session_id, reason or "no reason given")
 
     # -- reporting -----------------------------------------------------------------------
-    def create_response(self) -> CreateSessionResponse:
-        from orchestrator.api.schemas import CreateSessionResponse
-
-        cfg = self.config
-        return CreateSessionResponse(
-            workspace_id=cfg.workspace_id,
-            camera_room_ids=cfg.camera_rooms,
-            joint_input_room_id=cfg.joint_input_room,
-            joint_output_room_id=cfg.joint_output_room,
-        )
+    def rooms(self) -> SessionRooms:
+        return self.config.rooms()
 
     def status(self) -> dict[str, Any]:
-        cfg = self.config
-        stats = self.loop.stats()
+        cfg, loop, spec = self.config, self.loop, self.config.spec
+        stats: dict[str, Any] = loop.stats() if loop is not None else {
+            "inference_count": 0, "commands_sent": 0, "errors": 0, "actions_in_queue": 0,
+        }
+        stats["policy_type"] = spec.policy_type
+        if spec.language_instruction is not None:
+            stats["language_instruction"] = {
+                "text": spec.language_instruction, "used": False,
+                "note": "ACT policies take no language input; the instruction is kept as sent",
+            }
         stats["images_received"] = {c: v.stats.frames for c, v in self.cameras.items()}
         stats["joints_received"] = self.joints_in.stats.readings
         stats["connections"] = {
@@ -344,10 +317,20 @@ class Session:
             **{f"camera_{c}": {"malformed": v.stats.malformed, "ignored": v.stats.ignored}
                for c, v in self.cameras.items()},
         }
+        initialization = None
+        if self.state == SessionState.INITIALIZING:
+            initialization = {"step": self.init_step, "policy_path": cfg.policy_path,
+                              "start_when_ready": self._start_when_ready,
+                              "emergency_stop": self._latched}
+        problem = loop.problem() if loop is not None else None
+        if problem is None and self._latched is not None:
+            problem = f"emergency_stop: {self._latched}"
         return {
             "session_id": self.session_id,
             "status": self.state.value,
             "policy_path": cfg.policy_path,
+            "policy_type": spec.policy_type,
+            "language_instruction": spec.language_instruction,
             "camera_names": list(cfg.cameras),
             "workspace_id": cfg.workspace_id,
             "rooms": {
@@ -358,15 +341,17 @@ class Session:
                 "arena_server_url": cfg.arena_url,
             },
             "stats": stats,
-            "inference_stats": self.loop.inference_stats(),
-            "error_message": self.error_message or self.loop.problem(),
+            "inference_stats": loop.inference_stats() if loop is not None else None,
+            "error_message": self.error_message or problem,
+            "joint_mapping": loop.mapper.describe_mapping() if loop is not None else None,
+            "initialization": initialization,
         }
 
     def queue_info(self) -> dict[str, Any]:
-        info = self.loop.queue_info()
+        info: dict[str, Any] = (self.loop.queue_info() if self.loop is not None
+                                else {"status": self.state.value, "step": self.init_step})
         info["data_status"] = {
             "cameras": {c: v.describe() for c, v in self.cameras.items()},
             "joints": self.joints_in.describe(),
         }
         return info
-

@@ -133,3 +133,47 @@ def test_state_is_the_last_reading_of_each_joint_by_name(
     if mapper.ready:
         state = mapper.state()
         assert state is not None and state.tolist() == [last["a"], last["b"], last["c"]]
+
+
+FRONT_END = ["Rotation", "Pitch", "Elbow", "Wrist_Pitch", "Wrist_Roll", "Jaw"]
+SO101_POS = [f"{n}.pos" for n in SO100]
+
+
+@pytest.mark.parametrize("model_names", [SO100, SO101_POS])
+def test_front_end_robot_names_drive_so100_models_without_configuration(
+    model_names: list[str],
+) -> None:
+    mapper = JointMapper(model_names)
+    mapper.update([{"name": n, "value": float(i)} for i, n in enumerate(FRONT_END)], stamp=1.0)
+    state = mapper.state()
+    assert state is not None and state.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    # Commands go out under the robot's own names, in the model's action order.
+    command = mapper.to_command(np.arange(6.0) * 10)
+    assert command == {n: 10.0 * i for i, n in enumerate(FRONT_END)}
+    described = mapper.describe_mapping()
+    assert described["robot_to_model"] == dict(zip(FRONT_END, model_names, strict=True))
+    assert described["missing"] == [] and described["unmapped"] == []
+
+
+def test_plain_names_drive_pos_models_and_answers_use_them() -> None:
+    mapper = JointMapper(SO101_POS)
+    mapper.update({n: 1.0 for n in SO100}, stamp=1.0)
+    assert mapper.ready
+    assert list(mapper.to_command(np.zeros(6))) == SO100
+
+
+def test_mapping_reports_what_it_could_not_map_and_aliases_override() -> None:
+    mapper = JointMapper(SO100, {"Jaw": "wrist_roll", "claw": "gripper"})
+    mapper.update({"Rotation": 1.0, "Jaw": 2.0, "claw": 3.0, "Tail": 4.0}, stamp=1.0)
+    readings = mapper.readings()
+    assert readings["wrist_roll"] == 2.0 and readings["gripper"] == 3.0  # the alias wins
+    described = mapper.describe_mapping()
+    assert described["unmapped"] == ["Tail"]
+    assert described["missing"] == ["shoulder_lift", "elbow_flex", "wrist_flex"]
+    assert described["robot_to_model"]["Rotation"] == "shoulder_pan"
+
+
+def test_known_names_only_for_the_joints_a_model_has() -> None:
+    mapper = JointMapper(["x", "y"])
+    result = mapper.update({"Rotation": 1.0, "x": 2.0}, stamp=1.0)
+    assert result.unknown == ("Rotation",)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 
+from export.synthetic import make_one_camera_checkpoint
 from orchestrator.arena.rest import ArenaRest
 from orchestrator.triton.launcher import LocalTriton
 from tests.e2e.conftest import e2e_settings
 from tests.e2e.test_sessions import session_body
 from tests.support.arena import ArenaServerProcess, free_port
+from tests.support.exports import ExportedRepository
 from tests.support.orchestrator import Orchestrator, run_orchestrator
 
 
@@ -25,13 +28,31 @@ async def _post(orch: Orchestrator, body: dict[str, object]) -> tuple[int, str]:
     return response.status_code, str(detail)
 
 
-async def test_a_checkpoint_folder_gets_the_export_command(
-    orchestrator: Orchestrator, arena: ArenaServerProcess
+async def test_checkpoint_folders_without_on_demand_export(
+    orchestrator: Orchestrator, arena: ArenaServerProcess, e2e_model: ExportedRepository,
+    tmp_path: Path,
 ) -> None:
+    """This orchestrator has no export worker: the folder a served model came from resolves
+    to that model; a missing folder says so; a checkpoint folder no served model came from
+    gets the export command and the setting that turns on-demand export on."""
+    served_folder = str(e2e_model.checkpoint.path)
+    sid = _sid()
+    created = await orchestrator.http.post(
+        "/sessions", json=session_body(sid, arena, policy_path=served_folder))
+    assert created.status_code == 200, created.text
+    status = await orchestrator.status(sid)
+    assert status["status"] == "ready" and status["policy_path"] == served_folder
+    assert status["inference_stats"]["model"] == e2e_model.name
+    await orchestrator.http.delete(f"/sessions/{sid}")
+
     body = session_body(_sid(), arena, policy_path="./outputs/train/act/checkpoints/last")
-    status, detail = await _post(orchestrator, body)
-    assert status == 400
-    assert "python -m export ./outputs/train/act/checkpoints/last" in detail
+    code, detail = await _post(orchestrator, body)
+    assert code == 400 and "checkpoint folder not found" in detail
+    folder = str(make_one_camera_checkpoint(tmp_path / "unserved").path)
+    code, detail = await _post(orchestrator, session_body(_sid(), arena, policy_path=folder))
+    assert code == 400
+    assert f"python -m export {folder}" in detail and "ORCHESTRATOR_EXPORT_JOBS_DIR" in detail
+    assert orchestrator.manager.sessions() == []
 
 
 async def test_unknown_model_and_camera_mismatch_name_both_sides(

@@ -1,0 +1,40 @@
+"""The API at the root and under ``/api`` (where the server it replaces is deployed, and
+where the RobotHub front-end's base URL points): one app, one set of routes.
+
+A request for ``/api/...`` gets ``root_path="/api"``; Starlette routes on the path below
+the root path, and every route, including the docs and the OpenAPI document, answers
+there too."""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+API_PREFIX = "/api"
+
+
+def route_path(scope: Scope) -> str:
+    """The path below the root path (what the routes see)."""
+    path: str = scope["path"]
+    root = scope.get("root_path", "")
+    return path[len(root):] or "/" if root and path.startswith(root) else path
+
+
+class PrefixAlias:
+    """ASGI middleware: serve ``prefix/<path>`` as ``<path>`` below a root path."""
+
+    def __init__(self, app: ASGIApp, prefix: str = API_PREFIX) -> None:
+        self.app = app
+        self.prefix = prefix.rstrip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path: str = scope["path"]
+            root = scope.get("root_path", "")
+            below = path[len(root):] if root and path.startswith(root) else path
+            if below == self.prefix or below.startswith(self.prefix + "/"):
+                scope = dict(scope)
+                scope["root_path"] = root + self.prefix
+                if below == self.prefix:  # "/api" is the API's root, "/"
+                    scope["path"] = path + "/"
+                    scope["raw_path"] = scope["path"].encode()
+        await self.app(scope, receive, send)

@@ -1,0 +1,59 @@
+"""What a session is asked to be, independent of HTTP: the API maps its request body to a
+``SessionSpec``; workers and the registry keep specs, never request bodies."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from orchestrator.settings import BlendMode
+
+# The policy families the RobotHub front-end offers; this stack serves ACT only.
+SERVED_POLICY_TYPES = ("act",)
+
+
+@dataclass(frozen=True)
+class SessionSpec:
+    session_id: str
+    policy_path: str
+    camera_names: tuple[str, ...] = ("front",)
+    arena_url: str = "http://localhost:8000"
+    workspace_id: str | None = None
+    policy_type: str = "act"
+    # Accepted for clients that send it; ACT has no language input.
+    language_instruction: str | None = None
+    joint_aliases: Mapping[str, str] = field(default_factory=dict)
+    rate_hz: float | None = None
+    blend: BlendMode | None = None
+    joint_limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    max_step: float | None = None
+    stale_after_s: float | None = None
+    camera_latency_s: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists, dicts) for registries and actor calls."""
+        data = asdict(self)
+        data["camera_names"] = list(self.camera_names)
+        data["joint_aliases"] = dict(self.joint_aliases)
+        data["joint_limits"] = {k: list(v) for k, v in self.joint_limits.items()}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SessionSpec:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        known["camera_names"] = tuple(known.get("camera_names", ("front",)))
+        known["joint_aliases"] = dict(known.get("joint_aliases") or {})
+        known["joint_limits"] = {k: (float(v[0]), float(v[1]))
+                                 for k, v in (known.get("joint_limits") or {}).items()}
+        return cls(**known)
+
+
+@dataclass(frozen=True)
+class SessionRooms:
+    """Where a session's robot meets it: the answer to a create."""
+
+    workspace_id: str
+    camera_room_ids: Mapping[str, str]
+    joint_input_room_id: str
+    joint_output_room_id: str

@@ -1,0 +1,126 @@
+"""Browser access over real HTTP (uvicorn on loopback): CORS on every route with preflights
+answered, the same API at the root and under /api (docs and OpenAPI too), the API key still
+required under /api, and request bodies of the RobotHub front-end checked before anything
+is created. Triton is not running here: these answers must not need it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from orchestrator.settings import Settings
+from tests.support.arena import free_port
+from tests.support.orchestrator import Orchestrator, run_orchestrator
+
+ORIGIN = "http://localhost:5173"  # the front-end's dev server
+KEY = "browser-key"
+
+
+def _settings(**overrides: object) -> Settings:
+    # A closed port: Triton is unreachable, and nothing here may need it.
+    return Settings(triton_url=f"127.0.0.1:{free_port()}", triton_timeout_s=0.5, **overrides)
+
+
+@pytest.fixture
+async def orch() -> AsyncIterator[Orchestrator]:
+    async with run_orchestrator(_settings()) as orchestrator:
+        yield orchestrator
+
+
+@pytest.mark.parametrize("base", ["", "/api"])
+async def test_preflight_and_cors_on_every_route(orch: Orchestrator, base: str) -> None:
+    preflight = await orch.http.options(
+        f"{base}/sessions",
+        headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type"},
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] in ("*", ORIGIN)
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "content-type" in preflight.headers["access-control-allow-headers"].lower()
+    for method, path in (("GET", "/"), ("GET", "/health"), ("GET", "/sessions"),
+                         ("GET", "/sessions/nope"), ("POST", "/sessions/nope/start"),
+                         ("DELETE", "/sessions/nope")):
+        response = await orch.http.request(method, f"{base}{path}", headers={"Origin": ORIGIN})
+        assert response.headers.get("access-control-allow-origin") in ("*", ORIGIN), (
+            method, path, response.status_code)
+
+
+async def test_api_prefix_serves_the_same_routes_docs_and_openapi(orch: Orchestrator) -> None:
+    for path in ("/", "/health", "/sessions"):
+        root, prefixed = await orch.http.get(path), await orch.http.get(f"/api{path}")
+        assert root.status_code == prefixed.status_code == 200, (path, prefixed.text)
+    assert (await orch.http.get("/api")).status_code == 200  # the front-end's "{base}/"
+    assert (await orch.http.get("/api/")).json()["docs"] == "/api/docs"
+    missing = await orch.http.get("/api/sessions/nope")
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+    root_doc = (await orch.http.get("/openapi.json")).json()
+    api_doc = (await orch.http.get("/api/openapi.json")).json()
+    assert api_doc["servers"] == [{"url": "/api"}] and "servers" not in root_doc
+    assert api_doc["paths"] == root_doc["paths"]
+    assert "/sessions" in root_doc["paths"] and not any(p.startswith("/api") for p in
+                                                         root_doc["paths"])
+    docs = await orch.http.get("/api/docs")
+    assert docs.status_code == 200 and "/api/openapi.json" in docs.text
+    assert "/openapi.json" in (await orch.http.get("/docs")).text
+
+
+async def test_origins_are_configurable() -> None:
+    allowed = "https://robothub.example"
+    async with run_orchestrator(_settings(cors_allow_origins=[allowed])) as orchestrator:
+        ok = await orchestrator.http.get("/api/health", headers={"Origin": allowed})
+        assert ok.headers.get("access-control-allow-origin") == allowed
+        other = await orchestrator.http.get("/api/health", headers={"Origin": ORIGIN})
+        assert "access-control-allow-origin" not in other.headers
+        refused = await orchestrator.http.options(
+            "/api/sessions", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"})
+        assert refused.status_code == 400
+
+
+async def test_api_key_still_required_under_api_and_errors_readable_by_pages() -> None:
+    async with (run_orchestrator(_settings(api_key=SecretStr(KEY))) as orchestrator,
+                httpx.AsyncClient(base_url=orchestrator.base_url) as anonymous):
+            # A preflight carries no key: it is answered, the real call is not.
+            preflight = await anonymous.options(
+                "/api/sessions", headers={"Origin": ORIGIN, "Access-Control-Request-Method":
+                                          "POST", "Access-Control-Request-Headers": "x-api-key"})
+            assert preflight.status_code == 200
+            for path in ("/api/sessions", "/sessions", "/api/debug/system"):
+                denied = await anonymous.get(path, headers={"Origin": ORIGIN})
+                assert denied.status_code == 401, path
+                # The page can read why (CORS headers on the error too).
+                assert denied.headers.get("access-control-allow-origin") in ("*", ORIGIN)
+            assert (await anonymous.get("/api/health")).status_code == 200
+            assert (await anonymous.get("/api/sessions", headers={"X-API-Key": "wrong"})
+                    ).status_code == 403
+            ok = await anonymous.get("/api/sessions", headers={"X-API-Key": KEY, "Origin": ORIGIN})
+            assert ok.status_code == 200 and ok.json() == []
+
+
+async def test_front_end_bodies_checked_before_anything_is_created(orch: Orchestrator) -> None:
+    body = {"session_id": "fe1", "policy_path": "LaetusH/act_so101_beyond",
+            "camera_names": ["front"], "transport_server_url": "http://127.0.0.1:9/api",
+            "workspace_id": "ws-1", "policy_type": "act"}
+    both = await orch.http.post("/api/sessions", json={**body,
+                                "arena_server_url": "http://127.0.0.1:8000"})
+    assert both.status_code == 422
+    text = str(both.json()["detail"])
+    assert "transport_server_url" in text and "arena_server_url" in text
+    for policy_type in ("smolvla", "diffusion", "pi0", "custom"):
+        refused = await orch.http.post("/api/sessions", json={**body, "policy_type": policy_type})
+        assert refused.status_code == 400, refused.text
+        detail = refused.json()["detail"]
+        assert "policy_type" in detail and policy_type in detail and "act" in detail
+    forbidden = await orch.http.post(
+        "/api/sessions", json={**body, "transport_server_url": "https://arena.example/api"})
+    assert forbidden.status_code == 403
+    assert "ORCHESTRATOR_ARENA_ALLOWLIST" in forbidden.json()["detail"]
+    # The same URL twice (trailing slash aside) is one server, not a conflict: it gets past
+    # validation and fails on the unreachable Triton instead.
+    same = await orch.http.post("/api/sessions", json={
+        **body, "policy_path": "tiny", "arena_server_url": "http://127.0.0.1:9/api/"})
+    assert same.status_code == 503, same.text
+    assert (await orch.http.get("/api/sessions")).json() == []
