@@ -1,15 +1,21 @@
-"""python -m export CHECKPOINT_DIR --repository model_repository --name NAME [options]"""
+"""python -m export SOURCE --repository model_repository [--name NAME] [options]
+
+SOURCE: a checkpoint folder or a hub repo id ``org/name[@revision]``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from pathlib import Path
+from typing import Any, TextIO
 
-from .api import export_checkpoint
 from .errors import ExportError
+from .sources import export_source, parse_export_source
 
 
 def _names(text: str) -> list[str]:
@@ -41,9 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Export a LeRobot ACT checkpoint to ONNX as a new version in a Triton "
         "model repository (onnxruntime backend), with normalization baked in.",
     )
-    p.add_argument("checkpoint_dir", help="LeRobot checkpoint folder (config.json, ...)")
+    p.add_argument(
+        "checkpoint_dir",
+        metavar="SOURCE",
+        help="LeRobot checkpoint folder (config.json, ...) or hub repo id org/name[@revision] "
+        "(fetched through huggingface_hub: HF_HOME, HF_HUB_OFFLINE, HF_TOKEN)",
+    )
     p.add_argument("--repository", default="model_repository", help="model repository folder")
-    p.add_argument("--name", required=True, help="model name in the repository")
+    p.add_argument(
+        "--name", help="model name in the repository (default: derived from SOURCE)"
+    )
     p.add_argument("--version", type=int, default=None, help="version (default: latest + 1)")
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--max-queue-delay-us", type=int, default=2000)
@@ -76,8 +89,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-joint command limits recorded in the model's metadata for the "
         "orchestrator's safety layer: NAME=LOW:HIGH,... (default: -100..100, gripper 0..100)",
     )
+    p.add_argument(
+        "--result-json",
+        type=Path,
+        help="also write {ok, model, version, source, error} to this file (for programs)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
+
+
+def _write_result(path: Path | None, **result: Any) -> None:
+    if path is None:
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(path)
+
+
+def _default_name(source: str) -> str | None:
+    from orchestrator.exports.source import default_model_name
+
+    try:
+        return default_model_name(parse_export_source(source))
+    except ExportError:
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -90,8 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Third-party libraries log a lot at INFO; progress lines are ours.
     for noisy in ("torch", "lerobot", "onnxruntime", "onnx", "onnxscript"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    failed = {"ok": False, "version": None, "source": args.checkpoint_dir}
     try:
-        result = export_checkpoint(
+        exported = export_source(
             args.checkpoint_dir,
             args.repository,
             args.name,
@@ -111,14 +147,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ExportError as exc:
         _say(f"export: error: {exc}", sys.stderr)
+        model = args.name or _default_name(args.checkpoint_dir)
+        _write_result(args.result_json, **failed, model=model, error=str(exc))
         return 1
     except KeyboardInterrupt:
         _say("export: interrupted; the repository is unchanged", sys.stderr)
+        model = args.name or _default_name(args.checkpoint_dir)
+        _write_result(args.result_json, **failed, model=model, error="interrupted")
         return 130
+    except Exception as exc:
+        # Not bad input: keep the traceback for the log, and one line for programs.
+        logging.getLogger("export").exception("export failed")
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        model = args.name or _default_name(args.checkpoint_dir)
+        _write_result(args.result_json, **failed, model=model, error=reason)
+        return 1
+    result = exported.result
+    _write_result(
+        args.result_json,
+        ok=True,
+        model=exported.name,
+        version=result.version,
+        source=exported.source,
+        error=None,
+    )
     c = result.contract
     _say(f"parity max abs error: {result.parity_max_abs_error:.3g}")
     _say(f"exported {c.name} version {result.version} -> {result.onnx_path}")
     _say(f"config: {result.config_path}")
+    _say(f"source: {exported.source}")
     sizes = ", ".join(f"{k} {c.image_sizes[k][0]}x{c.image_sizes[k][1]}" for k in c.cameras)
     _say(
         f"cameras {sizes}; state {c.state_dim}, action {c.action_dim}, chunk {c.chunk_size}, "

@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Literal
 
 from tritonclient.grpc import model_config_pb2 as mc
 
+from orchestrator.exports.source import SOURCE_KEY, FolderSource, provenance_metadata
 from orchestrator.triton.model_contract import (
     ModelContract,
     build_model_config,
@@ -148,15 +150,22 @@ def export_checkpoint(
     parity_batch_sizes: Sequence[int] = (1, 4),
     extra_info: Mapping[str, str] | None = None,
     joint_limits: Mapping[str, tuple[float, float]] | None = None,
+    on_step: Callable[[str], None] | None = None,
     accelerator: Literal["none", "tensorrt"] = "none",
     precision: Literal["fp32", "fp16"] = "fp32",
 ) -> ExportResult:
     """Export one ACT checkpoint as a new version of model ``name`` in ``repository``.
 
     Raises ExportError (one-line message) on bad input or failed parity; the repository
-    is then unchanged. ``extra_info`` adds provenance keys to the contract's info.
+    is then unchanged. ``extra_info`` adds provenance keys to the contract's info; without a
+    ``source`` key the folder itself is recorded as the source. ``on_step`` hears "checking
+    parity" and "writing" as the export reaches them.
     """
     started = time.perf_counter()
+    step = on_step or (lambda _: None)
+    if SOURCE_KEY not in (extra_info or {}):
+        folder = FolderSource(Path(os.path.abspath(os.path.expanduser(checkpoint_dir))))
+        extra_info = {**provenance_metadata(folder), **(extra_info or {})}
     repo = Path(repository)
     _validate_name(name)
     if max_batch_size < 1 or instances < 1 or max_queue_delay_us < 0:
@@ -194,6 +203,7 @@ def export_checkpoint(
         export_onnx(loaded, info, staged.onnx_path)
         timings["trace"] = time.perf_counter() - t0
         logger.info("traced in %.1f s; checking parity with ONNX Runtime", timings["trace"])
+        step("checking parity")
         t0 = time.perf_counter()
         err = max_abs_error(loaded, info, staged.onnx_path, parity_batch_sizes)
         timings["parity"] = time.perf_counter() - t0
@@ -222,6 +232,7 @@ def export_checkpoint(
         notes = robot.notes
         if precision == "fp16":
             notes = (*notes, fp16_parity_or_note(staged.onnx_path, config))
+        step("writing")
         t0 = time.perf_counter()
         version_dir = staged.commit(render_config(config), chosen)
         timings["write"] = time.perf_counter() - t0

@@ -1,0 +1,124 @@
+"""orchestrator.exports.resolve against a real huggingface_hub on an offline hub cache."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from orchestrator.exports.resolve import (
+    HubOptions,
+    SourceError,
+    resolve_folder,
+    resolve_hub,
+    resolve_source,
+)
+from orchestrator.exports.source import FolderSource, HubSource, parse_source, source_matches
+from tests.support.hub import add_repo, train_config
+
+ACT_CONFIG = json.dumps(
+    {
+        "type": "act",
+        "input_features": {
+            "observation.state": {"type": "STATE", "shape": [6]},
+            "observation.images.front": {"type": "VISUAL", "shape": [3, 48, 64]},
+            "observation.images.wrist": {"type": "VISUAL", "shape": [3, 48, 64]},
+        },
+        "output_features": {"action": {"type": "ACTION", "shape": [6]}},
+    }
+)
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "hf"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    return home
+
+
+def _files(config: str = ACT_CONFIG) -> dict[str, str | bytes]:
+    return {
+        "config.json": config,
+        "train_config.json": train_config("org/data"),
+        "model.safetensors": b"weights",
+    }
+
+
+def test_options_follow_the_environment(hub: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    options = HubOptions.from_env()
+    assert options.cache_dir == hub / "hub"
+    assert options.offline
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub / "elsewhere"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_TOKEN", "hf_x")
+    options = HubOptions.from_env()
+    assert (options.cache_dir, options.offline, options.token) == (hub / "elsewhere", False, "hf_x")
+
+
+@pytest.mark.parametrize("symlinks", [True, False])
+def test_resolve_main_and_shas(hub: Path, symlinks: bool) -> None:
+    old = add_repo(hub, "org/policy", _files(), refs=(), symlinks=symlinks, salt="old")
+    sha = add_repo(hub, "org/policy", _files(), symlinks=symlinks)
+    assert old != sha
+    resolved = resolve_hub(HubSource("org/policy", None))
+    assert resolved.revision == sha
+    assert resolved.policy_type == "act"
+    assert resolved.cameras == ("front", "wrist")
+    assert resolved.dataset_repo_id == "org/data"
+    assert resolved.canonical == f"hf:org/policy@{sha}"
+    assert resolve_hub(HubSource("org/policy", old)).revision == old
+    # A short sha names the one cached commit it starts, offline as online.
+    assert resolve_hub(HubSource("org/policy", old[:8])).revision == old
+    info = resolve_hub(HubSource("org/policy", old[:8])).metadata()
+    assert info["source_revision_requested"] == old[:8]
+    assert source_matches(info, HubSource("org/policy", old))
+    assert not source_matches(info, HubSource("org/policy", None))
+
+
+def _error(source: HubSource) -> str:
+    with pytest.raises(SourceError) as info:
+        resolve_hub(source)
+    message = str(info.value)
+    assert "\n" not in message
+    return message
+
+
+def test_bad_hub_sources(hub: Path) -> None:
+    add_repo(hub, "org/policy", _files())
+    add_repo(hub, "org/diffusion", _files(ACT_CONFIG.replace('"act"', '"diffusion"')))
+    add_repo(hub, "org/readme", {"README.md": "# not a policy"})
+    assert "org/nothing is not in the offline hub cache" in _error(HubSource("org/nothing", None))
+    message = _error(HubSource("org/policy", "v9"))
+    assert "revision 'v9' of hub repo org/policy is not in the offline hub cache" in message
+    assert "cached: main" in message
+    assert "not an ACT checkpoint" in _error(HubSource("org/diffusion", None))
+    assert "'diffusion'" in _error(HubSource("org/diffusion", None))
+    assert "not a LeRobot policy checkpoint" in _error(HubSource("org/readme", None))
+
+
+def test_folders(tmp_path: Path) -> None:
+    run = tmp_path / "run" / "checkpoints" / "last"
+    (run / "pretrained_model").mkdir(parents=True)
+    for name, data in _files().items():
+        path = run / "pretrained_model" / name
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+    resolved = resolve_source(FolderSource(run))
+    assert resolved.cameras == ("front", "wrist")
+    assert resolved.revision is None
+    assert resolved.path == run / "pretrained_model"
+    assert resolved.metadata()["source"] == f"dir:{run}"
+    with pytest.raises(SourceError, match="checkpoint folder not found"):
+        resolve_folder(FolderSource(tmp_path / "missing"))
+    (run / "pretrained_model" / "model.safetensors").unlink()
+    with pytest.raises(SourceError, match=r"no model\.safetensors"):
+        resolve_folder(FolderSource(run))
+
+
+def test_parse_then_resolve(hub: Path) -> None:
+    sha = add_repo(hub, "org/policy", _files())
+    source = parse_source(f"org/policy@{sha}")
+    assert isinstance(source, HubSource)
+    assert resolve_source(source).revision == sha
