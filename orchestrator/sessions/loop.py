@@ -15,7 +15,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from orchestrator.observability.logs import RateLimitedLogger
 from orchestrator.sessions import report
 from orchestrator.sessions.observation import Observation, ObservationBuilder
 from orchestrator.sessions.policy import PolicyRef
+from orchestrator.sessions.scheduler import Outbox, membership, scheduler_for
 from orchestrator.settings import BlendMode
 from orchestrator.triton.client import (
     BadInput,
@@ -65,10 +66,13 @@ class LoopSettings:
     latency_prior_s: float = 0.1
     inference_timeout_s: float = 2.0
     retry_backoff_s: float = 0.5  # after a failed request, before the next one
+    # shared: one timer per process and rate ticks every session (scheduler.py);
+    # per_session: each session's own timer, awaiting its publish (the earlier design).
+    tick_scheduler: Literal["shared", "per_session"] = "shared"
 
 
 _ERROR_KINDS = ("triton_unavailable", "model_unavailable", "inference_timeout", "bad_input",
-                "inference_error", "bad_chunk", "tick")
+                "inference_error", "bad_chunk", "tick", "publish")
 
 
 class ControlLoop:
@@ -92,7 +96,6 @@ class ControlLoop:
         self.settings = settings
         self._triton = triton
         self._cameras = cameras
-        self._publish = publish
         self._joints_alive = joints_alive
         self._on_crash = on_crash
         self.mapper = JointMapper(contract.state_names, aliases, action_names=contract.action_names)
@@ -113,6 +116,9 @@ class ControlLoop:
         self.counters = report.LoopCounters()
         self.publish_observers: list[PublishObserver] = []
         self._chunk_obs: Observation | None = None  # the observation behind the plan's head
+        # Commands leave through the session's own task: a tick only hands them over.
+        self.outbox = Outbox(publish, self._on_sent, name=session_id)
+        self._grid_offset: int | None = None  # grid tick - own tick, while shared-ticked
         # The last chunks merged, with the observation each came from: for debug and for
         # checking published commands against the model's output.
         self.recent_chunks: deque[tuple[Observation, np.ndarray]] = deque(maxlen=32)
@@ -145,6 +151,7 @@ class ControlLoop:
         self.core.rearm(self._reference())
         self._stop_reason = None
         self.crashed = None
+        self.outbox.clear()  # nothing from before the stop goes out
         self._task = asyncio.create_task(self._run(), name=f"control-{self.session_id}")
         self._task.add_done_callback(self._on_loop_end)
 
@@ -161,6 +168,7 @@ class ControlLoop:
 
     async def stop(self) -> None:
         self.core.latch_stop()  # nothing more is published, even before the task ends
+        self.outbox.clear()
         tasks = [t for t in (self._task, self._inference) if t is not None]
         for task in tasks:
             task.cancel()
@@ -172,6 +180,7 @@ class ControlLoop:
     def emergency_stop(self, reason: str) -> None:
         """Latch synchronously: no await stands between the message and the latch."""
         self.core.latch_stop()
+        self.outbox.clear()
         self._stop_reason = f"emergency_stop: {reason}" if reason else "emergency_stop"
         if self._task is not None:
             self._task.cancel()
@@ -192,6 +201,38 @@ class ControlLoop:
 
     # -- the loop ------------------------------------------------------------------------
     async def _run(self) -> None:
+        if self.settings.tick_scheduler == "per_session":
+            await self._run_own_timer()
+            return
+        # The session's task only drains its outbox; the rate's scheduler ticks it.
+        self._grid_offset = None
+        with membership(scheduler_for(self.settings.rate_hz), self):
+            await self.outbox.run()
+
+    def on_grid_tick(self, g: int, now: float) -> None:
+        """The shared scheduler's call for grid tick ``g`` (due at ``g / rate``)."""
+        if self._grid_offset is None or self._clock is None:
+            # Tick numbers continue across stop/start: the core's ticks only ever increase.
+            last = self.core.last_tick if self.core.last_tick is not None else -1
+            self._grid_offset = g - (last + 1)
+            self._clock = TickClock(self._grid_offset / self.settings.rate_hz,
+                                    self.settings.rate_hz)
+        self._safe_tick(g - self._grid_offset, now, self._clock)
+
+    def _safe_tick(self, k: int, now: float, clock: TickClock) -> None:
+        try:
+            self._tick(k, now, clock)
+        except Exception:  # one bad tick must not end the session's control
+            self.counters.errors["tick"] += 1
+            metrics.ERRORS.labels(self.session_id, "tick").inc()
+            log.exception("session %s: tick %d failed", self.session_id, k)
+
+    def _on_sent(self, command: Mapping[str, float], at: float, sent: bool,
+                 source: Any) -> None:
+        for observe in self.publish_observers:
+            observe(command, at, sent, source)
+
+    async def _run_own_timer(self) -> None:
         loop_clock = time.monotonic
         rate = self.settings.rate_hz
         # Tick numbers continue across stop/start: the core's ticks only ever increase.
@@ -206,17 +247,10 @@ class ControlLoop:
             delay = clock.deadline(k) - loop_clock()
             if delay > 0:
                 await asyncio.sleep(delay)
-            now = loop_clock()
-            try:
-                await self._tick(k, now, clock)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # one bad tick must not end the session's control
-                self.counters.errors["tick"] += 1
-                metrics.ERRORS.labels(self.session_id, "tick").inc()
-                log.exception("session %s: tick %d failed", self.session_id, k)
+            self._safe_tick(k, loop_clock(), clock)
+            await self.outbox.send_pending()  # this design waits for its own publish
 
-    async def _tick(self, k: int, now: float, clock: TickClock) -> None:
+    def _tick(self, k: int, now: float, clock: TickClock) -> None:
         lateness = clock.lateness(k, now)
         self.counters.lateness.append(lateness)
         metrics.TICK_JITTER.labels(self.session_id).observe(abs(lateness))
@@ -231,10 +265,7 @@ class ControlLoop:
                            self.session_id, event.kind, event.joint, event.value, event.published)
         if decision.command is not None:
             command = self.mapper.to_command(decision.command)
-            published_at, source = time.monotonic(), self._chunk_obs
-            sent = await self._publish(command)
-            for observe in self.publish_observers:
-                observe(command, published_at, bool(sent), source)
+            self.outbox.put(command, time.monotonic(), self._chunk_obs)
             self.counters.commands_sent += 1
             metrics.COMMANDS_SENT.labels(self.session_id).inc()
             if self._last_publish is not None:
@@ -342,7 +373,9 @@ class ControlLoop:
         return self._stop_reason or self.inference_problem
 
     def stats(self) -> dict[str, Any]:
-        return report.loop_stats(self)
+        stats = report.loop_stats(self)
+        stats["outbox"] = self.outbox.describe()
+        return stats
 
     def inference_stats(self) -> dict[str, Any]:
         return report.inference_stats(self)

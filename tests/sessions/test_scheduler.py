@@ -1,0 +1,284 @@
+"""The shared tick scheduler and the command outbox.
+
+Real parts: real control loops on a real local Triton (a tiny model without cameras; the
+joint state is given through the loop's own ``on_joints`` input), and, for the blocked
+publish, a real connection whose far end stops reading (a socket pair: the writer's
+``drain`` then waits on the kernel's full buffer, as a stalled WebSocket does). Nothing
+here asserts a duration: counts of ticks and commands only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from orchestrator.sessions.loop import ControlLoop, LoopSettings
+from orchestrator.sessions.policy import PolicyRef
+from orchestrator.sessions.scheduler import Outbox, TickScheduler, scheduler_for
+from orchestrator.triton.client import TritonClient
+from orchestrator.triton.launcher import LocalTriton
+from orchestrator.triton.model_contract import ModelContract
+from tests.support.triton import local_triton, tiny_contract, write_tiny_model
+
+RATE = 30.0
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def scheduler_tasks() -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith("tick-scheduler")
+            and not t.done() and not t.cancelling()]
+
+
+class Member:
+    def __init__(self, name: str, log: list[tuple[int, str]]) -> None:
+        self.name, self.log = name, log
+
+    def on_grid_tick(self, g: int, now: float) -> None:
+        self.log.append((g, self.name))
+
+
+async def test_one_pass_per_period_in_a_stable_order() -> None:
+    scheduler = TickScheduler(RATE)
+    log: list[tuple[int, str]] = []
+    members = [Member(f"m{i}", log) for i in range(6)]
+    for m in members:
+        scheduler.add(m)
+    await wait_until(lambda: scheduler.stats.passes >= 10)
+    late = Member("late", log)
+    scheduler.add(late)  # joins at the end of the order
+    passes = scheduler.stats.passes
+    await wait_until(lambda: scheduler.stats.passes >= passes + 5)
+    for m in [*members, late]:
+        scheduler.remove(m)
+    assert not scheduler_tasks()  # no member: no timer left running
+    by_tick: dict[int, list[str]] = {}
+    for g, name in log:
+        by_tick.setdefault(g, []).append(name)
+    ticks = sorted(by_tick)
+    assert len(ticks) == scheduler.stats.passes  # one pass per grid tick, never two
+    assert ticks[-1] - ticks[0] + 1 == len(ticks) + scheduler.stats.missed_passes
+    names = [m.name for m in members]
+    for g in ticks:
+        assert by_tick[g] in (names, [*names, "late"]), (g, by_tick[g])
+    assert by_tick[ticks[-1]] == [*names, "late"]
+
+
+async def test_a_member_removed_during_a_pass_is_not_ticked() -> None:
+    scheduler = TickScheduler(RATE)
+    log: list[tuple[int, str]] = []
+    second = Member("second", log)
+
+    class Remover(Member):
+        def on_grid_tick(self, g: int, now: float) -> None:
+            super().on_grid_tick(g, now)
+            scheduler.remove(second)
+
+    first = Remover("first", log)
+    scheduler.add(first)
+    scheduler.add(second)
+    await wait_until(lambda: scheduler.stats.passes >= 3)
+    scheduler.remove(first)
+    assert [name for _, name in log].count("second") == 0
+
+
+def _loop(name: str, contract: ModelContract, triton: TritonClient,
+          publish: Callable[[Mapping[str, float]], Any], mode: str = "shared",
+          rate: float = RATE) -> ControlLoop:
+    loop = ControlLoop(
+        session_id=name, contract=contract, policy=PolicyRef(contract.name, ""),
+        settings=LoopSettings(rate_hz=rate, tick_scheduler=mode,  # type: ignore[arg-type]
+                              latency_prior_s=0.05, inference_timeout_s=10.0),
+        aliases={}, triton=triton, cameras={}, publish=publish, joints_alive=lambda: True,
+    )
+    loop.on_joints({j: 1.0 for j in contract.state_names})
+    return loop
+
+
+async def _fast(_: Mapping[str, float]) -> bool:
+    return True
+
+
+@pytest.mark.parametrize("mode", ["shared", "per_session"])
+async def test_one_timer_per_rate_drives_every_session(mode: str) -> None:
+    contract = tiny_contract("nothing_served", cameras=())
+    async with TritonClient("127.0.0.1:1", timeout_s=0.5) as triton:  # never answers
+        loops = [_loop(f"s{i}", contract, triton, _fast, mode) for i in range(8)]
+        loops += [_loop(f"slow{i}", contract, triton, _fast, mode, rate=10.0) for i in range(2)]
+        for loop in loops:
+            await loop.start()
+        try:
+            await wait_until(lambda: all((lp.core.last_tick or 0) > 5 for lp in loops))
+            if mode == "shared":
+                assert len(scheduler_tasks()) == 2  # one per rate, not one per session
+                assert len(scheduler_for(RATE)) == 8
+                assert len(scheduler_for(10.0)) == 2
+                # Between two passes every session at a rate has run the same grid tick:
+                # their last ticks were due at the same instant.
+                deadlines = {round(lp._clock.deadline(lp.core.last_tick or 0), 6)
+                             for lp in loops[:8] if lp._clock is not None}
+                assert len(deadlines) == 1, deadlines
+            else:
+                assert not scheduler_tasks()  # the earlier design: a timer in every session
+        finally:
+            for loop in loops:
+                await loop.stop()
+        assert not scheduler_tasks()
+
+
+class StalledConnection:
+    """A real connection whose reader never reads: once the kernel's buffers are full,
+    every write waits in ``drain`` (what a robot or network that stopped reading does)."""
+
+    payload = b"x" * (256 * 1024)
+
+    def __init__(self) -> None:
+        self._socks = socket.socketpair()
+        self.started = self.finished = 0
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self._socks[0].setblocking(False)
+        _, self.writer = await asyncio.open_connection(sock=self._socks[0])
+
+    async def publish(self, _: Mapping[str, float]) -> bool:
+        assert self.writer is not None
+        self.started += 1
+        self.writer.write(self.payload)
+        await self.writer.drain()
+        self.finished += 1
+        return True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.transport.abort()
+        for s in self._socks:
+            s.close()
+
+
+@pytest.fixture(scope="module")
+def triton_no_cameras(tmp_path_factory: pytest.TempPathFactory
+                      ) -> Iterator[tuple[LocalTriton, ModelContract]]:
+    contract = tiny_contract("sched_tiny", cameras=(), chunk_size=30)
+    repo: Path = tmp_path_factory.mktemp("sched_repo")
+    write_tiny_model(repo, contract)
+    with local_triton(repo, work_dir=tmp_path_factory.mktemp("sched_triton")) as server:
+        yield server, contract
+
+
+@pytest.fixture
+async def stalled() -> AsyncIterator[StalledConnection]:
+    conn = StalledConnection()
+    await conn.open()
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("mode", ["shared", "per_session"])
+async def test_a_blocked_publish_delays_no_tick(
+    mode: str, triton_no_cameras: tuple[LocalTriton, ModelContract],
+    stalled: StalledConnection,
+) -> None:
+    server, contract = triton_no_cameras
+    async with TritonClient(server.grpc_url, timeout_s=10.0) as triton:
+        sent_b: list[Mapping[str, float]] = []
+
+        async def publish_b(command: Mapping[str, float]) -> bool:
+            sent_b.append(command)
+            return True
+
+        a = _loop("blocked", contract, triton, stalled.publish, mode)
+        b = _loop("free", contract, triton, publish_b, mode)
+        await a.start()
+        await b.start()
+        try:
+            # A's connection is stuck once a write never finishes.
+            await wait_until(lambda: stalled.started > stalled.finished and len(sent_b) > 3)
+            await asyncio.sleep(0.2)
+            a0, b0, sent0 = a.core.last_tick or 0, b.core.last_tick or 0, len(sent_b)
+            handed0 = a.outbox.stats.handed
+            await wait_until(lambda: (b.core.last_tick or 0) >= b0 + 15)
+            assert stalled.started > stalled.finished  # still stuck the whole time
+            assert len(sent_b) > sent0  # B kept publishing
+            if mode == "shared":
+                # A's own ticks go on too; its newest command waits, the replaced ones are
+                # counted.
+                assert (a.core.last_tick or 0) >= a0 + 10
+                assert a.outbox.stats.handed > handed0
+                assert a.outbox.stats.superseded >= 10
+                assert a.stats()["outbox"]["superseded"] == a.outbox.stats.superseded
+            else:
+                # The earlier design: the session's tick waits for its own publish.
+                assert (a.core.last_tick or 0) == a0
+        finally:
+            await a.stop()
+            await b.stop()
+        assert not a.outbox.pending  # a stop forgets what waited
+
+
+async def test_a_command_waiting_at_a_stop_is_never_sent() -> None:
+    sent: list[Mapping[str, float]] = []
+    done: list[tuple[Mapping[str, float], bool]] = []
+
+    async def send(command: Mapping[str, float]) -> bool:
+        sent.append(command)
+        return True
+
+    outbox = Outbox(send, lambda c, at, ok, ctx: done.append((c, ok)))
+    task = asyncio.create_task(outbox.run())
+    outbox.put({"a": 1.0}, 0.0)
+    outbox.clear()  # e.g. an emergency stop, before the outbox's task ran
+    await asyncio.sleep(0.05)
+    outbox.put({"a": 2.0}, 0.1)
+    await wait_until(lambda: len(sent) == 1)
+    task.cancel()
+    assert sent == [{"a": 2.0}]
+    assert outbox.stats.dropped_on_stop == 1 and done == [({"a": 2.0}, True)]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.sampled_from(["put", "clear", "send", "refuse", "raise"]), max_size=40))
+def test_outbox_accounts_for_every_command(ops: list[str]) -> None:
+    results = {"send": True, "refuse": False}
+    done: list[bool] = []
+
+    async def scenario() -> None:
+        mode = ["send"]
+
+        async def send(_: Mapping[str, float]) -> bool:
+            if mode[0] == "raise":
+                raise OSError("connection reset")
+            return results[mode[0]]
+
+        outbox = Outbox(send, lambda c, at, ok, ctx: done.append(ok))
+        for i, op in enumerate(ops):
+            if op == "put":
+                outbox.put({"j": float(i)}, float(i))
+            elif op == "clear":
+                outbox.clear()
+            else:
+                mode[0] = op
+                await outbox.send_pending()
+        s = outbox.stats
+        waiting = 1 if outbox.pending else 0
+        # Every command handed over is sent, refused, failed, replaced, dropped at a stop,
+        # or still waiting: none vanishes.
+        assert s.handed == s.sent + s.not_sent + s.superseded + s.dropped_on_stop + waiting
+        assert s.failed <= s.not_sent
+        assert done.count(True) == s.sent
+        assert done.count(False) == s.not_sent + s.superseded
+
+    asyncio.run(scenario())
