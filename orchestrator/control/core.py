@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from orchestrator.control.alignment import AlignmentStats, AlignmentTracker
 from orchestrator.control.freshness import Freshness
 from orchestrator.control.plan import BlendMode, MergeResult, Plan
 from orchestrator.control.reasons import Reason
@@ -65,6 +66,7 @@ class ControlStats:
     horizon: int
     latency: LatencyStats
     jitter: JitterStats
+    alignment: AlignmentStats  # snapshot tick minus the tick chunks were aligned to
 
 
 class ControlCore:
@@ -99,6 +101,7 @@ class ControlCore:
         self.last_chunk_error: str | None = None
         self._holds: Counter[str] = Counter()
         self._n = Counter[str]()
+        self.alignment = AlignmentTracker()
 
     @classmethod
     def create(
@@ -179,12 +182,18 @@ class ControlCore:
                             safe.interventions)
 
     def on_chunk(
-        self, chunk: np.ndarray, k_obs: int, k_now: int, latency_s: float | None = None
+        self, chunk: np.ndarray, k_obs: int, k_now: int, latency_s: float | None = None,
+        *, align_tick: int | None = None, obs_age_s: float | None = None,
+        align_source: str = "snapshot",
     ) -> MergeResult | None:
         """The answer to the request made at tick ``k_obs``, arriving after tick ``k_now``
-        was decided. Returns None when it is not merged (not the outstanding request, or
-        voided by a reset or an emergency stop, or rejected: wrong shape or non-finite
-        values, see ``last_chunk_error``). Never raises for bad model output."""
+        was decided. ``align_tick`` (default ``k_obs``) is the tick the chunk's first action
+        belongs to: the tick nearest its observation's capture (see ``alignment``), at or
+        before the request's tick; ``obs_age_s`` how much older than the snapshot that
+        observation was (for the stats). Returns None when it is not merged (not the
+        outstanding request, or voided by a reset or an emergency stop, or rejected: wrong
+        shape or non-finite values, see ``last_chunk_error``). Never raises for bad model
+        output."""
         if self._in_flight is None or k_obs != self._in_flight:
             self._n["discarded_chunks"] += 1
             return None
@@ -199,8 +208,9 @@ class ControlCore:
         if void:
             self._n["discarded_chunks"] += 1
             return None
+        k_align = k_obs if align_tick is None else min(k_obs, align_tick)
         try:
-            result = self.plan.merge(chunk, k_obs, k_now)
+            result = self.plan.merge(chunk, k_align, k_now)
         except ValueError as exc:
             # Bad model output is a failed request: the plan goes on, the next tick may ask
             # again, and the session reports the error; it never stops the loop.
@@ -210,6 +220,8 @@ class ControlCore:
         self._primed = True
         self._n["chunks"] += 1
         self._n["dropped_past_actions"] += result.dropped_past
+        self.alignment.add(k_obs - k_align, obs_age_s if obs_age_s is not None else 0.0,
+                           align_source)
         return result
 
     def on_request_failed(self, k_obs: int | None = None) -> None:
@@ -256,6 +268,7 @@ class ControlCore:
             horizon=0 if k is None else self.plan.horizon(k),
             latency=self.latency.stats(),
             jitter=period_jitter(self._periods, self.rate),
+            alignment=self.alignment.stats(),
         )
 
 
