@@ -53,6 +53,10 @@ SAFETY_INTERVENTIONS = Counter(
     "orchestrator_safety_interventions_total", "Commands changed or held by the safety layer",
     ["session", "kind"], registry=REGISTRY,
 )
+HOLDS = Counter(
+    "orchestrator_holds_total", "Ticks that published nothing (the robot holds), by reason",
+    ["session", "reason"], registry=REGISTRY,
+)
 ERRORS = Counter(
     "orchestrator_errors_total", "Errors by kind", ["session", "kind"], registry=REGISTRY
 )
@@ -61,7 +65,7 @@ TRITON_UP = Gauge("orchestrator_triton_up", "1 when Triton answers ready", regis
 
 _PER_SESSION = (TICK_PERIOD, TICK_JITTER, INFERENCE_LATENCY, OBSERVATION_AGE, PLAN_LENGTH,
                 COMMANDS_SENT, UNDERRUNS)
-_PER_SESSION_KIND = (SAFETY_INTERVENTIONS, ERRORS)
+_PER_SESSION_KIND = (SAFETY_INTERVENTIONS, ERRORS, HOLDS)
 
 
 def forget_session(session_id: str) -> None:

@@ -114,7 +114,7 @@ class ControlLoop:
         self.inference_problem: str | None = None
         self._stop_reason: str | None = None
         self.counters = report.LoopCounters()
-        self.publish_observers: list[PublishObserver] = []
+        self.publish_observers: list[PublishObserver] = [self.counters.recent_commands.record]
         self._chunk_obs: Observation | None = None  # the observation behind the plan's head
         # Commands leave through the session's own task: a tick only hands them over.
         self.outbox = Outbox(publish, self._on_sent, name=session_id)
@@ -128,6 +128,7 @@ class ControlLoop:
             metrics.SAFETY_INTERVENTIONS.labels(session_id, kind)
         for kind in _ERROR_KINDS:
             metrics.ERRORS.labels(session_id, kind)
+        metrics.UNDERRUNS.labels(session_id)
         self.crashed: str | None = None  # why the loop task ended by itself, if it did
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -275,6 +276,8 @@ class ControlLoop:
                 self.counters.obs_to_command.append(time.monotonic() - self._chunk_obs.oldest_stamp)
         elif decision.underrun:
             metrics.UNDERRUNS.labels(self.session_id).inc()
+        if decision.command is None:
+            metrics.HOLDS.labels(self.session_id, decision.reason.value).inc()
         metrics.PLAN_LENGTH.labels(self.session_id).set(decision.horizon)
         if freshness.age is not None:
             metrics.OBSERVATION_AGE.labels(self.session_id).set(freshness.age)

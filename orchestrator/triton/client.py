@@ -184,6 +184,11 @@ class TritonClient:
         except Exception:
             return False
 
+    async def repository_index(self) -> list[tuple[str, str, str]]:
+        """(name, version, state) of each model in the server's repository; READY = served."""
+        response = await self._call("repository index", "get_model_repository_index")
+        return [(m.name, m.version, m.state) for m in response.models]
+
     # ---- model config / contract -------------------------------------------
     async def model_config(self, name: str, version: str = "") -> mc.ModelConfig:
         response = await self._call(f"config of {name!r}", "get_model_config", name, version)
