@@ -42,6 +42,7 @@ from orchestrator.arena.messages import (
     WebRTCOffer,
     deliver_emergency_stop,
 )
+from orchestrator.arena.stream_clock import SenderClock, StreamTiming
 from orchestrator.arena.webrtc import (
     EndOfCandidates,
     Role,
@@ -63,6 +64,9 @@ class Frame:
     rgb: np.ndarray  # H x W x 3 uint8
     arrived_at: float  # time.monotonic() when the decoded frame reached us
     seq: int  # 1, 2, ... over the consumer's lifetime
+    # time.monotonic() of its capture from the stream's own timing (RTCP sender reports,
+    # see stream_clock), or None when the stream gives no trustworthy one.
+    captured_at: float | None = None
 
 
 @dataclass
@@ -81,6 +85,7 @@ class _Peer:
     producer_id: str
     pc: RTCPeerConnection
     transceiver: RTCRtpTransceiver = field(init=False)
+    timing: StreamTiming | None = None
     remote_set: bool = False
     pending: list[RTCIceCandidate | EndOfCandidates] = field(default_factory=list)
     connected: asyncio.Event = field(default_factory=asyncio.Event)
@@ -105,8 +110,12 @@ class VideoConsumer(VideoRoomClient):
         backoff_max_s: float = 5.0,
         ice_servers: Sequence[RTCIceServer] = (),
         on_emergency_stop: Callable[[str], None] | None = None,
+        sender_clock: SenderClock = "auto",
     ) -> None:
         self.stats = VideoStats()
+        # Whether the producer's clock dates our frames: "auto" trusts a producer on this
+        # host only, "trust" any (NTP-synced lab machines), "ignore" none.
+        self.sender_clock: SenderClock = sender_clock
         # Called synchronously with the reason when anyone in the room sends emergency_stop.
         self.on_emergency_stop = on_emergency_stop
         super().__init__(
@@ -119,7 +128,7 @@ class VideoConsumer(VideoRoomClient):
         self._latest: Frame | None = None
         # The newest decoded frame, converted to RGB only when someone asks for it: a
         # consumer that looks rarely never pays for the frames it skips.
-        self._pending: tuple[av.VideoFrame, float, int] | None = None
+        self._pending: tuple[av.VideoFrame, float, int, float | None] | None = None
         self._seq = 0
         self._peers: dict[str, _Peer] = {}
         self._early: dict[str, list[RTCIceCandidate | EndOfCandidates]] = {}
@@ -128,13 +137,13 @@ class VideoConsumer(VideoRoomClient):
         """The newest decoded frame (None until the first one)."""
         pending, self._pending = self._pending, None
         if pending is not None:
-            frame, arrived, seq = pending
+            frame, arrived, seq, captured = pending
             try:
                 rgb = frame.to_ndarray(format="rgb24")
             except ValueError as exc:  # e.g. a pixel format PyAV cannot convert
                 logger.warning("video %s: unusable frame: %r", self.room_id, exc)
             else:
-                self._latest = Frame(rgb=rgb, arrived_at=arrived, seq=seq)
+                self._latest = Frame(rgb=rgb, arrived_at=arrived, seq=seq, captured_at=captured)
         return self._latest
 
     def describe(self) -> dict[str, Any]:
@@ -191,6 +200,8 @@ class VideoConsumer(VideoRoomClient):
         peer.pending.extend(self._early.pop(producer, []))
         self._peers[producer] = peer
         peer.transceiver = pc.addTransceiver("video", direction="recvonly")
+        # Hooked before the connection comes up, so the first sender report is seen.
+        peer.timing = StreamTiming(peer.transceiver.receiver, self.sender_clock)
 
         @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
@@ -301,7 +312,9 @@ class VideoConsumer(VideoRoomClient):
                 continue
             # Overwrite the slot: frames never wait for the caller.
             self._seq += 1
-            self._pending = (frame, arrived, self._seq)
+            captured = None if peer.timing is None else peer.timing.capture_time(frame.pts,
+                                                                                 arrived)
+            self._pending = (frame, arrived, self._seq, captured)
             self.stats.frames += 1
         if self._peers.get(peer.producer_id) is peer and not self._stopping:
             self.stats.connected = False

@@ -1,0 +1,133 @@
+"""A video frame's capture time from the stream's own timing (RTP + RTCP sender reports).
+
+Every RTP packet carries a media timestamp (90 kHz for video); each RTCP sender report
+(SR) pairs one RTP timestamp with the sender's wall clock (NTP format) at that moment. A
+frame's sender time is then ``ntp_sr - (rtp_sr - rtp_frame) / 90000``. aiortc stamps its
+SR pair when the packet leaves, after encoding, and its RTP timestamps follow the track's
+``pts``: for a live camera the estimate is the capture plus the encoder's time (a few ms).
+
+The sender's wall clock means something here only when it agrees with ours. We trust it
+when the peer is on this host (every host candidate it offers carries one of our own
+addresses: loopback or one of this machine's interfaces) or when told to (lab machines
+kept in sync by NTP/PTP); a remote peer is never trusted by default. Even a trusted
+estimate is dropped when it is absurd (after the arrival, or more than ``max_delay_s``
+before it): the caller then falls back to the arrival time minus a configured delay.
+
+What aiortc 1.16 exposes: ``RTCRtpReceiver`` handles SRs in ``_handle_rtcp_packet`` (only
+the NTP half reaches ``getStats()``), and decoded frames carry ``pts`` = RTP timestamp
+minus the first frame's (its private timestamp mapper's ``_origin``). Both are read
+through guarded hooks; without them there is no stream timing and the fallback applies.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any, Literal
+
+logger = logging.getLogger(__name__)
+
+SenderClock = Literal["auto", "trust", "ignore"]
+
+_NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
+_VIDEO_CLOCK = 90_000
+
+
+def ntp_to_unix(ntp: int) -> float:
+    return (ntp >> 32) - _NTP_UNIX_OFFSET + (ntp & 0xFFFFFFFF) / 2**32
+
+
+def sender_time(ntp_sr: int, rtp_sr: int, rtp_frame: int, clock_rate: int = _VIDEO_CLOCK
+                ) -> float:
+    """Sender wall time (unix seconds) of the frame stamped ``rtp_frame``, from one SR."""
+    diff = (rtp_sr - rtp_frame) % (1 << 32)
+    if diff >= 1 << 31:  # the frame is newer than the report
+        diff -= 1 << 32
+    return ntp_to_unix(ntp_sr) - diff / clock_rate
+
+
+def same_host(remote_addresses: Iterable[str], local_addresses: Iterable[str]) -> bool:
+    """True when every address the peer offered is one of ours (at least one given)."""
+    local: set[str] = set()
+    for address in local_addresses:
+        local.add(_normal(address))
+    remote = [_normal(a) for a in remote_addresses]
+    if not remote:
+        return False
+    return all(a in local or _is_loopback(a) for a in remote)
+
+
+def _normal(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address.split("%")[0]))
+    except ValueError:
+        return address
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+class StreamTiming:
+    """One receiver's SR pairs and what it needs to date its frames."""
+
+    def __init__(self, receiver: Any, mode: SenderClock = "auto", max_delay_s: float = 2.0
+                 ) -> None:
+        self.mode = mode
+        self.max_delay_s = max_delay_s
+        self._receiver = receiver
+        self._sr: tuple[int, int] | None = None  # (ntp, rtp) of the latest sender report
+        self._trusted: bool | None = None if mode == "auto" else mode == "trust"
+        self.rejected = 0  # estimates dropped as absurd (clocks that disagree)
+        handle = getattr(receiver, "_handle_rtcp_packet", None)
+        if mode != "ignore" and callable(handle):
+            async def hooked(packet: Any) -> None:
+                info = getattr(packet, "sender_info", None)
+                if info is not None:
+                    self._sr = (int(info.ntp_timestamp), int(info.rtp_timestamp))
+                await handle(packet)
+
+            receiver._handle_rtcp_packet = hooked
+
+    def trusted(self) -> bool:
+        if self._trusted is None:
+            decided = self._peer_on_this_host()
+            if decided is None:
+                return False  # not connected yet: ask again with the next frame
+            self._trusted = decided
+            logger.info("video stream timing: sender clock %s",
+                        "trusted (same host)" if decided else "not trusted (remote peer)")
+        return self._trusted
+
+    def _peer_on_this_host(self) -> bool | None:
+        try:
+            ice = self._receiver.transport.transport
+            remote = [c.ip for c in ice.getRemoteCandidates() if c.type == "host"]
+            local = [c.ip for c in ice.iceGatherer.getLocalCandidates()]
+        except AttributeError:
+            return None
+        if not remote:
+            return None
+        return same_host(remote, local)
+
+    def capture_time(self, pts: int | None, arrived_at: float) -> float | None:
+        """Monotonic capture estimate of a frame with this ``pts`` (None: no usable one)."""
+        sr = self._sr
+        if sr is None or pts is None or not self.trusted():
+            return None
+        mapper = getattr(self._receiver, "_RTCRtpReceiver__timestamp_mapper", None)
+        origin = getattr(mapper, "_origin", None)
+        if not isinstance(origin, int):
+            return None
+        wall = sender_time(sr[0], sr[1], (pts + origin) % (1 << 32))
+        captured = wall - (time.time() - time.monotonic())
+        delay = arrived_at - captured
+        if not -0.005 <= delay <= self.max_delay_s:
+            self.rejected += 1
+            return None
+        return min(captured, arrived_at)
