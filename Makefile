@@ -3,6 +3,12 @@
 PYTHON ?= $(shell tools/find-python.sh)
 VENV := .venv
 TRITON_VENV := .venv-triton
+# The exact ONNX Runtime of the Triton container docker-compose.yml pins (a test compares it
+# with the project's); read with the standard library only.
+ORT_VENV := .venv-ort
+# A GPU machine (a driver answers or a device node exists): the local Triton gets
+# onnxruntime-gpu, and picks its CUDA provider at start (orchestrator/triton/providers.py).
+GPU ?= $(shell (nvidia-smi -L >/dev/null 2>&1 || test -e /dev/nvidia0) && echo 1)
 PY := $(VENV)/bin/python
 PIP_FLAGS ?= --disable-pip-version-check -q
 
@@ -10,7 +16,7 @@ PIP_FLAGS ?= --disable-pip-version-check -q
 
 all: setup
 
-setup: $(VENV)/.stamp $(TRITON_VENV)/.stamp
+setup: $(VENV)/.stamp $(TRITON_VENV)/.stamp $(ORT_VENV)/.stamp
 
 $(VENV)/.stamp: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found (set PYTHON=)"; exit 1; }
@@ -24,6 +30,17 @@ $(TRITON_VENV)/.stamp: orchestrator/triton/server-requirements.txt
 	@test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
 	$(TRITON_VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
 	$(TRITON_VENV)/bin/python -m pip install $(PIP_FLAGS) -r orchestrator/triton/server-requirements.txt
+	@if [ -n "$(GPU)" ]; then \
+	  $(TRITON_VENV)/bin/python -m pip uninstall $(PIP_FLAGS) -y onnxruntime && \
+	  $(TRITON_VENV)/bin/python -m pip install $(PIP_FLAGS) "onnxruntime-gpu[cuda,cudnn]" \
+	    "numpy>=1.26,<2"; fi
+	@touch $@
+
+$(ORT_VENV)/.stamp: docker-compose.yml export/check/versions.py
+	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found (set PYTHON=)"; exit 1; }
+	@test -x $(ORT_VENV)/bin/python || $(PYTHON) -m venv $(ORT_VENV)
+	$(ORT_VENV)/bin/python -m pip install $(PIP_FLAGS) \
+	  "onnxruntime==$$($(PYTHON) export/check/versions.py --compose docker-compose.yml)"
 	@touch $@
 
 lint: $(VENV)/.stamp
@@ -48,4 +65,4 @@ bench: setup
 	$(PY) -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) $(TRITON_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(TRITON_VENV) $(ORT_VENV) .pytest_cache .mypy_cache .ruff_cache

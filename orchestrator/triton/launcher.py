@@ -45,6 +45,13 @@ from orchestrator.triton.local_repository import (
     copy_if_changed,
     sync_repository,
 )
+from orchestrator.triton.providers import (
+    PROVIDERS_ENV,
+    ProviderChoice,
+    ProviderError,
+    Request,
+    detect,
+)
 from orchestrator.triton.server_process import (
     SHM_DIR,
     WorkDirBusy,
@@ -107,6 +114,7 @@ class LocalTriton:
         log_verbose: int = 0,
         python_shm_bytes: int = 16 * 1024 * 1024,
         watch_s: float | None = None,
+        ort_providers: Request = "auto",
     ) -> None:
         self.source = Path(model_repository).absolute()
         self.env = triton_env if isinstance(triton_env, TritonEnv) else find_triton_env(triton_env)
@@ -129,6 +137,9 @@ class LocalTriton:
         # killed server's leftovers can be found and removed.
         self.shm_prefix = f"local_triton_{os.getpid()}_{uuid.uuid4().hex[:8]}_"
         self.models: list[DerivedModel] = []
+        # auto: CUDA when a GPU is present and the Triton env has onnxruntime-gpu, else CPU.
+        self.ort_providers: Request = ort_providers
+        self.provider_choice: ProviderChoice | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._sync_lock = threading.Lock()
         # watch_s: re-sync by itself every watch_s seconds when the source changed.
@@ -220,7 +231,33 @@ class LocalTriton:
         env.pop("PYTHONPATH", None)
         env.pop("PYTHONHOME", None)
         env["LOCAL_TRITON_ORT_THREADS"] = str(self.ort_threads)
+        if self.provider_choice is not None:
+            env[PROVIDERS_ENV] = ",".join(self.provider_choice.providers)
         return env
+
+    def choose_providers(self) -> ProviderChoice:
+        """Detect once (GPU, the Triton env's onnxruntime) and report the choice."""
+        if self.provider_choice is None:
+            try:
+                self.provider_choice = detect(self.env.bin_dir / "python", self.ort_providers)
+            except ProviderError as exc:
+                raise LauncherError(str(exc)) from exc
+            log.info("local Triton runs ONNX Runtime on %s (%s): %s",
+                     self.provider_choice.device.upper(),
+                     ", ".join(self.provider_choice.providers), self.provider_choice.reason)
+        return self.provider_choice
+
+    def info(self) -> dict[str, object]:
+        """Addresses, models and the ONNX Runtime device, for start-up banners and tests."""
+        choice = self.provider_choice
+        return {
+            "grpc_url": self.grpc_url, "http_url": self.http_url,
+            "metrics_url": self.metrics_url, "log": str(self.log_path),
+            "models": [m.name for m in self.models],
+            "device": choice.device if choice else None,
+            "onnxruntime_providers": list(choice.providers) if choice else None,
+            "device_reason": choice.reason if choice else None,
+        }
 
     def start(self, timeout_s: float = 60.0) -> LocalTriton:
         """Derive the repository, start the server and wait until it and its models are ready."""
@@ -232,6 +269,7 @@ class LocalTriton:
             raise LauncherError(str(exc)) from exc
         self.sync()
         self._prepare_backend()
+        self.choose_providers()
         for attempt in range(3):
             try:
                 self._spawn(timeout_s)

@@ -24,6 +24,8 @@ import triton_python_backend_utils as pb_utils
 ONNX_FILE = "model.onnx"
 # Threads per ONNX Runtime session; the launcher passes it through the server's environment.
 THREADS_ENV = "LOCAL_TRITON_ORT_THREADS"
+# Execution providers in priority order, chosen by the launcher (orchestrator/triton/providers.py).
+PROVIDERS_ENV = "LOCAL_TRITON_ORT_PROVIDERS"
 
 
 class TritonPythonModel:
@@ -41,7 +43,15 @@ class TritonPythonModel:
         if threads > 0:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        providers = [p for p in os.environ.get(PROVIDERS_ENV, "").split(",") if p]
+        if "CUDAExecutionProvider" in providers and hasattr(ort, "preload_dlls"):
+            ort.preload_dlls()  # CUDA/cuDNN from the nvidia-* wheels onnxruntime-gpu pulls in
+        self.session = ort.InferenceSession(
+            path, options, providers=providers or ["CPUExecutionProvider"])
+        logger = getattr(pb_utils, "Logger", None)
+        if logger is not None:
+            logger.log_info(f"{args['model_name']}: onnxruntime {ort.__version__} providers "
+                            f"{self.session.get_providers()}")
         graph_inputs = {i.name for i in self.session.get_inputs()}
         graph_outputs = {o.name for o in self.session.get_outputs()}
         missing = [n for n in self.input_names if n not in graph_inputs]
