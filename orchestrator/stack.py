@@ -107,6 +107,28 @@ async def local_arena(settings: Settings) -> AsyncIterator[None]:
         await server.astop()
 
 
+@contextlib.asynccontextmanager
+async def export_worker(settings: Settings) -> AsyncIterator[Path | None]:
+    """The export worker for hub ids and folders named by sessions (the project's export
+    environment: this interpreter has the exporter). None when the user set their own."""
+    if settings.export_jobs_dir is not None:
+        yield settings.export_jobs_dir
+        return
+    jobs = settings.local_triton_dir.parent / "export-jobs"
+    jobs.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "export.worker", "--jobs", str(jobs),
+                             "--repository", str(settings.model_repository)])
+    log.info("export worker started (jobs %s)", jobs)
+    try:
+        yield jobs
+    finally:
+        proc.terminate()
+        try:
+            await asyncio.to_thread(proc.wait, 15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 def banner(settings: Settings, models: list[str]) -> str:
     api = f"http://{settings.host}:{settings.port}"
     model = models[0] if models else "NAME"
@@ -130,8 +152,10 @@ def banner(settings: Settings, models: list[str]) -> str:
 
 async def run_stack(settings: Settings, stop: asyncio.Event) -> None:
     models = await asyncio.to_thread(ensure_model, settings.model_repository)
-    async with local_triton(settings) as triton_url, local_arena(settings):
-        app_settings = settings.model_copy(update={"triton_url": triton_url})
+    async with (local_triton(settings) as triton_url, local_arena(settings),
+                export_worker(settings) as jobs):
+        app_settings = settings.model_copy(update={"triton_url": triton_url,
+                                                   "export_jobs_dir": jobs})
         server = QuietServer(uvicorn.Config(create_app(app_settings), host=settings.host,
                                         port=settings.port, log_level="warning"))
         serving = asyncio.create_task(server.serve(), name="api")
