@@ -1,4 +1,4 @@
-"""python -m export.check REPOSITORY [--triton 26.07] [--json] [--no-run]
+"""python -m export.check REPOSITORY [--triton 26.07] [--json] [--report FILE] [--no-run]
 
 Exit 0: every model passes. Exit 1: one line per problem (stdout), or the JSON report.
 Exit 2: bad usage (unknown Triton release, missing dependency).
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"target container release (default {DEFAULT_TRITON}; known: "
                         f"{min(TRITON_ORT)}..{max(TRITON_ORT)})")
     p.add_argument("--json", action="store_true", help="print the JSON report instead")
+    p.add_argument("--report", metavar="FILE", help="also write the JSON report to FILE")
     p.add_argument("--no-run", action="store_true",
                    help="skip running the graphs in ONNX Runtime (static checks only)")
     return p
@@ -42,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ImportError as exc:  # onnx and onnxruntime come with the export extra
         sys.stderr.write(f"export.check: {exc}; install the project's export extra\n")
         return 2
+    if args.report:
+        with open(args.report, "w") as fh:
+            fh.write(json.dumps(report.to_json(), indent=2) + "\n")
     if args.json:
         sys.stdout.write(json.dumps(report.to_json(), indent=2) + "\n")
     else:

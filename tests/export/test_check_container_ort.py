@@ -36,7 +36,7 @@ def test_the_container_runtime_loads_the_export_and_agrees(
     ours = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     for batch, zeros in ((1, True), (3, False)):
         inputs = feeds(config, batch, zeros, seed=batch)
-        np.savez(tmp_path / "in.npz", **inputs)
+        np.savez(tmp_path / "in.npz", **inputs)  # type: ignore[arg-type]
         subprocess.run([str(ORT_ENV), "-c", RUN, str(onnx_path), str(tmp_path / "in.npz"),
                         str(tmp_path / "out.npz")], check=True, timeout=120)
         theirs = np.load(tmp_path / "out.npz")
