@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="also write {ok, model, version, source, error} to this file (for programs)",
     )
+    p.add_argument(
+        "--status-json",
+        type=Path,
+        help="keep {step} in this file as the export goes: fetching, exporting, "
+        "checking parity, writing (for programs)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -131,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.checkpoint_dir,
             args.repository,
             args.name,
+            on_step=lambda step: _write_result(args.status_json, step=step),
             version=args.version,
             max_batch_size=args.max_batch_size,
             max_queue_delay_us=args.max_queue_delay_us,
