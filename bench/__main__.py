@@ -1,6 +1,8 @@
-"""``python -m bench``: this stack against the per-session design (issue 8).
+"""``python -m bench``: this stack against its earlier per-session timers and the
+per-session design (issues 8, 12).
 
-Writes bench/results/comparison.json and comparison_<model>_*.png. See bench/README.md.
+Writes bench/results/<label>.json (default comparison.json) and <label>_<model>_*.png. See
+bench/README.md.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "defaults, 480x640), tiny (smoke tests)")
     p.add_argument("--n", default="1,2,4,8,16,32", help="session counts for the small model")
     p.add_argument("--n-default", default="1,2,4", help="session counts for the default ACT")
-    p.add_argument("--designs", default="stack,baseline_onnxruntime,baseline_pytorch")
+    p.add_argument("--designs", default="stack_per_session,stack,baseline_onnxruntime,"
+                   "baseline_pytorch", help=f"any of {', '.join(DESIGNS)}")
     p.add_argument("--pytorch-max-n", type=int, default=8,
                    help="largest N for the PyTorch baseline (each session loads its own model)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")
@@ -47,7 +50,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=None, help="control rate (default: model fps)")
     p.add_argument("--ort-threads", type=int, default=1,
                    help="ONNX Runtime threads, in Triton and in each baseline session")
+    p.add_argument("--stale-after", type=float, default=None,
+                   help="the stack's stale_after_s (default 0.5 s: raise it for cameras "
+                        "slower than about 3 fps)")
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for JSON and PNGs")
+    p.add_argument("--label", default="comparison", help="name of the JSON and PNG files")
     p.add_argument("--no-plots", action="store_true")
     args = p.parse_args(argv)
     unknown = [m for m in _names(args.models) if m not in SPECS]
@@ -69,7 +76,7 @@ def options(args: argparse.Namespace) -> Options:
         pytorch_max_n=args.pytorch_max_n, duration_s=args.duration,
         duration_by_model={"default": args.duration_default}, warmup_s=args.warmup,
         camera_fps=args.camera_fps, camera_size=args.camera_size, joint_rate=args.joint_rate,
-        rate_hz=args.rate, ort_threads=args.ort_threads,
+        rate_hz=args.rate, ort_threads=args.ort_threads, stale_after_s=args.stale_after,
     )
 
 
@@ -83,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     opts = options(args)
     report, samples = asyncio.run(run(opts, on_run=lambda m, r: print(run_line(m, r),
                                                                         flush=True)))
-    path = args.out / "comparison.json"
+    path = args.out / f"{args.label}.json"
     write_json(report, path)
     print(f"\nwrote {path}")
     for size, section in report["models"].items():
         if not args.no_plots:
-            for png in plot_model(size, section, samples[size], args.out):
+            for png in plot_model(size, section, samples[size], args.out, args.label):
                 print(f"wrote {png}")
         for design, merit in section["figure_of_merit"].items():
             print(f"[{size}] {design}: largest N holding the rate with p99 jitter < 5 ms and "

@@ -8,6 +8,13 @@ loop measures), and each session loop's publish callable (``ControlLoop._publish
 private attribute) is wrapped to note the publish time, the values, and the observation of
 the newest merged chunk (``loop.recent_chunks[-1]``) -- read synchronously inside the
 tick, between the plan decision and the send, so it is the chunk the command came from.
+
+Designs plug in through ``DESIGNS`` (name -> factory of a ``Driver``): ``stack`` (one tick
+scheduler per process and rate), ``stack_per_session`` (the earlier design: each session its
+own timer, awaiting its own publish; ``ORCHESTRATOR_TICK_SCHEDULER=per_session``) and the
+per-session baselines. A driver's ``control_cpu()`` reports the tick path's thread CPU
+(tick: decision, safety, hand-off; send: the command's write to its connection), measured
+by wrapping each loop's ``_safe_tick`` and its outbox's ``send_pending`` (bench-only hooks).
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.sessions.loop import ControlLoop
 from orchestrator.sessions.observation import Observation
+from orchestrator.sessions.scheduler import schedulers
 from orchestrator.settings import Settings
 from orchestrator.triton.client import ModelStatistics, TritonClient
 from tests.support.orchestrator import Orchestrator, run_orchestrator
@@ -56,6 +65,14 @@ class Driver(abc.ABC):
     async def triton_statistics(self) -> ModelStatistics | None:
         return None
 
+    def control_cpu(self) -> dict[str, float]:
+        """Cumulative thread CPU seconds of the tick path: tick_s, send_s (where known)."""
+        return {}
+
+    def scheduler_stats(self) -> dict[str, float]:
+        """Cumulative figures of the shared tick schedulers, if the design has them."""
+        return {}
+
     def flowing(self) -> bool:
         """Every session has published a command computed from a real chunk."""
         return all(any(idx is not None for _, idx, _ in r.publishes[-5:])
@@ -70,14 +87,47 @@ def _sum(rows: Sequence[Mapping[str, int]]) -> dict[str, int]:
     return out
 
 
+class _CpuProbe:
+    """Thread CPU of one loop's tick work and sends (``time.thread_time``: this thread)."""
+
+    def __init__(self) -> None:
+        self.tick_s = self.send_s = 0.0
+
+    def wrap(self, loop: ControlLoop) -> None:
+        tick, send = loop._safe_tick, loop.outbox.send_pending
+
+        def timed_tick(*args: Any) -> None:
+            t = time.thread_time()
+            try:
+                tick(*args)
+            finally:
+                self.tick_s += time.thread_time() - t
+
+        async def timed_send() -> None:
+            t = time.thread_time()
+            try:
+                await send()
+            finally:
+                self.send_s += time.thread_time() - t
+
+        loop._safe_tick = timed_tick  # type: ignore[method-assign,assignment]
+        loop.outbox.send_pending = timed_send  # type: ignore[method-assign]
+
+
 class StackDriver(Driver):
     design = "stack"
 
     def __init__(self, *, model: BenchModel, n: int, arena_url: str, triton_url: str,
-                 rate: float, latency_prior_s: float = 0.1) -> None:
+                 rate: float, latency_prior_s: float = 0.1, tick_scheduler: str = "shared",
+                 stale_after_s: float | None = None) -> None:
         self.model, self.n, self.arena_url, self.rate = model, n, arena_url, rate
-        self.settings = Settings(triton_url=triton_url, triton_timeout_s=10.0, max_sessions=64,
-                                 latency_prior_s=latency_prior_s)
+        self.design = "stack" if tick_scheduler == "shared" else f"stack_{tick_scheduler}"
+        extra = {} if stale_after_s is None else {"stale_after_s": stale_after_s}
+        self.settings = Settings(triton_url=triton_url, triton_timeout_s=10.0, max_sessions=128,
+                                 latency_prior_s=latency_prior_s,
+                                 tick_scheduler=tick_scheduler,  # type: ignore[arg-type]
+                                 **extra)  # type: ignore[arg-type]
+        self._probes = [_CpuProbe() for _ in range(n)]
         self.workspace = f"bench-{uuid.uuid4().hex[:8]}"
         self.ids = [f"stack{i:02d}-{uuid.uuid4().hex[:4]}" for i in range(n)]
         self.recorders = [SessionRecorder() for _ in range(n)]
@@ -97,7 +147,16 @@ class StackDriver(Driver):
                 arena_server_url=self.arena_url, workspace_id=self.workspace,
                 rate_hz=self.rate,
             )
-            self._hook_publish(orch.manager.get(sid).loop, recorder)
+            self._hook_publish(self._loop(sid), recorder)
+        for sid, probe in zip(self.ids, self._probes, strict=True):
+            probe.wrap(self._loop(sid))
+
+    def _loop(self, sid: str) -> ControlLoop:
+        assert self.orch is not None
+        loop = self.orch.manager.get(sid).loop
+        if loop is None:
+            raise RuntimeError(f"session {sid} has no control loop (model not bound)")
+        return loop
 
     def _time_requests(self, client: TritonClient) -> None:
         infer = client.infer
@@ -151,7 +210,7 @@ class StackDriver(Driver):
         assert self.orch is not None
         rows = []
         for sid in self._created:
-            core = self.orch.manager.get(sid).loop.core.stats()
+            core = self._loop(sid).core.stats()
             rows.append({"ticks": core.ticks, "missed_ticks": core.missed_ticks,
                          "underruns": core.underruns, "commands": core.commands,
                          "inferences": core.chunks, "errors": core.failed_requests})
@@ -163,6 +222,20 @@ class StackDriver(Driver):
     async def triton_statistics(self) -> ModelStatistics | None:
         assert self.orch is not None
         return await self.orch.manager.triton.statistics(self.model.name)
+
+    def control_cpu(self) -> dict[str, float]:
+        return {"tick_s": sum(p.tick_s for p in self._probes),
+                "send_s": sum(p.send_s for p in self._probes)}
+
+    def scheduler_stats(self) -> dict[str, float]:
+        if self.settings.tick_scheduler != "shared":
+            return {}
+        found = [s for s in schedulers() if s.rate_hz == self.rate]
+        return {"schedulers": len(found),
+                "passes": sum(s.stats.passes for s in found),
+                "missed_passes": sum(s.stats.missed_passes for s in found),
+                "member_ticks": sum(s.stats.member_ticks for s in found),
+                "pass_cpu_s": sum(s.stats.pass_cpu_s for s in found)} if found else {}
 
 
 class BaselineDriver(Driver):
@@ -206,3 +279,42 @@ class BaselineDriver(Driver):
 
     def inferences(self) -> list[tuple[float, float]]:
         return [row for r in self.recorders for row in r.inferences]
+
+
+@dataclass(frozen=True)
+class DesignContext:
+    """What every design gets for one run."""
+
+    model: BenchModel
+    n: int
+    arena_url: str
+    triton_url: str
+    rate: float
+    latency_prior_s: float
+    ort_threads: int
+    stale_after_s: float | None = None
+
+
+def _stack(tick_scheduler: str) -> Callable[[DesignContext], Driver]:
+    def make(ctx: DesignContext) -> Driver:
+        return StackDriver(model=ctx.model, n=ctx.n, arena_url=ctx.arena_url,
+                           triton_url=ctx.triton_url, rate=ctx.rate,
+                           latency_prior_s=ctx.latency_prior_s, tick_scheduler=tick_scheduler,
+                           stale_after_s=ctx.stale_after_s)
+    return make
+
+
+def _baseline(runtime: str) -> Callable[[DesignContext], Driver]:
+    def make(ctx: DesignContext) -> Driver:
+        return BaselineDriver(model=ctx.model, n=ctx.n, arena_url=ctx.arena_url,
+                              rate=ctx.rate, runtime=runtime, threads=ctx.ort_threads)
+    return make
+
+
+# name -> factory. Another design (e.g. session workers) adds itself here.
+DESIGNS: dict[str, Callable[[DesignContext], Driver]] = {
+    "stack_per_session": _stack("per_session"),
+    "stack": _stack("shared"),
+    "baseline_onnxruntime": _baseline("onnxruntime"),
+    "baseline_pytorch": _baseline("pytorch"),
+}

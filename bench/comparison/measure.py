@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -220,3 +221,33 @@ class CpuMeter:
         out["machine_busy_cores"] = round((1 - idle / total) * (os.cpu_count() or 1), 3) \
             if total > 0 else 0.0
         return out
+
+
+class ThreadCpu:
+    """CPU of this process's main thread (the event loop: control ticks, WebSocket and RTP
+    handling) apart from its other threads (video decoding and frame conversion in aiortc's
+    and asyncio's worker threads), over a window."""
+
+    def __init__(self) -> None:
+        self._proc = psutil.Process()
+        self._main = threading.main_thread().native_id
+        self._t0 = 0.0
+        self._start: tuple[float, float] = (0.0, 0.0)
+
+    def _split(self) -> tuple[float, float]:
+        main = other = 0.0
+        for t in self._proc.threads():
+            if t.id == self._main:
+                main += t.user_time + t.system_time
+            else:
+                other += t.user_time + t.system_time
+        return main, other
+
+    def start(self) -> None:
+        self._start, self._t0 = self._split(), time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        """Seconds of CPU in the window: main_s, other_threads_s, and wall_s."""
+        main, other = self._split()
+        return {"main_s": main - self._start[0], "other_threads_s": other - self._start[1],
+                "wall_s": time.monotonic() - self._t0}

@@ -12,8 +12,16 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 import numpy as np
 
-COLORS = {"stack": "tab:blue", "baseline_onnxruntime": "tab:orange",
-          "baseline_pytorch": "tab:red"}
+COLORS = {"stack": "tab:blue", "stack_per_session": "tab:cyan",
+          "baseline_onnxruntime": "tab:orange", "baseline_pytorch": "tab:red"}
+_MORE = ("tab:green", "tab:purple", "tab:brown", "tab:olive")
+
+
+def _color(design: str) -> str:
+    """A design without a fixed colour (one added later) still gets a distinct one."""
+    if design not in COLORS:
+        COLORS[design] = _MORE[len([d for d in COLORS if COLORS[d] in _MORE]) % len(_MORE)]
+    return COLORS[design]
 
 
 def write_json(report: dict[str, Any], path: Path) -> None:
@@ -34,10 +42,10 @@ def _alpha(i: int, count: int) -> float:
 
 
 def plot_model(size: str, section: dict[str, Any], samples: dict[str, Any],
-               out_dir: Path) -> list[Path]:
+               out_dir: Path, label: str = "comparison") -> list[Path]:
     """Latency CDFs, jitter histograms, sessions vs achieved rate for one model size."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    designs = [d for d in COLORS if d in samples]
+    designs = [d for d in COLORS if d in samples] + [d for d in samples if d not in COLORS]
     paths: list[Path] = []
 
     cols = max(1, len(designs))
@@ -46,8 +54,8 @@ def plot_model(size: str, section: dict[str, Any], samples: dict[str, Any],
         runs = samples[design]
         for i, n in enumerate(sorted(runs)):
             a = _alpha(i, len(runs))
-            _cdf(axes[0][col], runs[n].obs_to_command_ms, f"N={n}", COLORS[design], a)
-            _cdf(axes[1][col], runs[n].inference_ms, f"N={n}", COLORS[design], a)
+            _cdf(axes[0][col], runs[n].obs_to_command_ms, f"N={n}", _color(design), a)
+            _cdf(axes[1][col], runs[n].inference_ms, f"N={n}", _color(design), a)
         axes[0][col].set_title(design)
         for row, label in enumerate(("observation -> command at the robot (ms)",
                                      "inference latency (ms)")):
@@ -59,7 +67,7 @@ def plot_model(size: str, section: dict[str, Any], samples: dict[str, Any],
             ax.legend(fontsize=7)
     fig.suptitle(f"{size} ACT: latency CDFs (darker = more sessions)")
     fig.tight_layout()
-    paths.append(out_dir / f"comparison_{size}_latency_cdf.png")
+    paths.append(out_dir / f"{label}_{size}_latency_cdf.png")
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
 
@@ -72,7 +80,7 @@ def plot_model(size: str, section: dict[str, Any], samples: dict[str, Any],
             values = np.clip(np.asarray(runs[n].jitter_ms), 0.011, None)
             if values.size:
                 ax.hist(values, bins=bins, histtype="step", label=f"N={n}",
-                        color=COLORS[design], alpha=_alpha(i, len(runs)))
+                        color=_color(design), alpha=_alpha(i, len(runs)))
         ax.axvline(5.0, color="k", linestyle="--", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -82,7 +90,7 @@ def plot_model(size: str, section: dict[str, Any], samples: dict[str, Any],
     axes[0][0].set_ylabel("periods")
     fig.suptitle(f"{size} ACT: tick period jitter (dashed: 5 ms)")
     fig.tight_layout()
-    paths.append(out_dir / f"comparison_{size}_jitter_hist.png")
+    paths.append(out_dir / f"{label}_{size}_jitter_hist.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
@@ -96,9 +104,9 @@ def plot_model(size: str, section: dict[str, Any], samples: dict[str, Any],
         med = [r["achieved_hz"]["median"] for r in rows]
         low = [r["achieved_hz"]["median"] - r["achieved_hz"]["min"] for r in rows]
         axes[0].errorbar(ns, med, yerr=[low, [0] * len(low)], marker="o", capsize=3,
-                         label=design, color=COLORS[design])
+                         label=design, color=_color(design))
         p99 = [r["publish_jitter_ms"]["p99"] or np.nan for r in rows]
-        axes[1].plot(ns, p99, marker="o", label=design, color=COLORS[design])
+        axes[1].plot(ns, p99, marker="o", label=design, color=_color(design))
     if runs:
         axes[0].axhline(runs[0]["rate_hz"], color="k", linestyle="--", linewidth=0.8)
     axes[1].axhline(5.0, color="k", linestyle="--", linewidth=0.8)
@@ -112,7 +120,7 @@ def plot_model(size: str, section: dict[str, Any], samples: dict[str, Any],
         ax.legend(fontsize=8)
     fig.suptitle(f"{size} ACT: sessions vs achieved rate and jitter")
     fig.tight_layout()
-    paths.append(out_dir / f"comparison_{size}_rate.png")
+    paths.append(out_dir / f"{label}_{size}_rate.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     return paths
@@ -130,4 +138,15 @@ def run_line(size: str, run: dict[str, Any]) -> str:
             f"missed {run['missed_ticks']}  obs->cmd p50/p99 {o['p50']}/{o['p99']} ms  "
             f"infer p50/p99 {i['p50']}/{i['p99']} ms{batch}  "
             f"cpu {run['cpu_cores'].get('process_under_test')}+"
-            f"{run['cpu_cores'].get('triton')} cores  {'OK' if run['ok'] else '--'}")
+            f"{run['cpu_cores'].get('triton')} cores{_cpu_per_tick(run)}  "
+            f"{'OK' if run['ok'] else '--'}")
+
+
+def _cpu_per_tick(run: dict[str, Any]) -> str:
+    cp = run.get("control_plane") or {}
+    if not cp.get("session_ticks"):
+        return ""
+    return (f"  ms/session-tick: tick {cp['tick_ms_per_session_tick']} "
+            f"send {cp['send_ms_per_session_tick']} "
+            f"loop thread {cp['event_loop_thread_ms_per_session_tick']} "
+            f"other threads {cp['other_threads_ms_per_session_tick']}")

@@ -27,14 +27,15 @@ from arena_server.launcher import LocalArenaServer
 from orchestrator.triton.client import ModelStatistics
 from orchestrator.triton.launcher import LocalTriton
 
-from .drivers import BaselineDriver, Driver, StackDriver
+from .drivers import DESIGNS as DRIVERS
+from .drivers import DesignContext, Driver
 from .fleet import Fleet, FleetConfig
-from .measure import CpuMeter, percentiles, session_figures
+from .measure import CpuMeter, ThreadCpu, percentiles, session_figures
 from .models import BenchModel, ort_ceiling, prepare_models
 
 log = logging.getLogger(__name__)
 
-DESIGNS = ("stack", "baseline_onnxruntime", "baseline_pytorch")
+DESIGNS = tuple(DRIVERS)
 JITTER_LIMIT_MS = 5.0
 HOLD_FRACTION = 0.95  # achieved/target rate that counts as holding the control rate
 FALL_FRACTION = 0.80  # below this a design has fallen over: larger N are not run
@@ -54,6 +55,7 @@ class Options:
     camera_size: tuple[int, int] = (128, 96)  # width, height
     joint_rate: float = 10.0
     rate_hz: float | None = None  # None: the model's fps
+    stale_after_s: float | None = None  # the stack's; None: Settings default (0.5 s)
     ort_threads: int = 1
     flow_timeout_s: float = 45.0
     ceiling_seconds: float = 2.0  # ONNX Runtime timing per batch size
@@ -83,13 +85,41 @@ def _stats_delta(before: ModelStatistics | None, after: ModelStatistics | None
 
 def _driver(design: str, model: BenchModel, n: int, arena: LocalArenaServer,
             triton: LocalTriton, rate: float, opts: Options) -> Driver:
-    if design == "stack":
-        return StackDriver(model=model, n=n, arena_url=arena.base_url,
-                           triton_url=triton.grpc_url, rate=rate,
-                           latency_prior_s=opts.latency_prior_by_model.get(model.size, 0.1))
-    runtime = design.removeprefix("baseline_")
-    return BaselineDriver(model=model, n=n, arena_url=arena.base_url, rate=rate,
-                          runtime=runtime, threads=opts.ort_threads)
+    return DRIVERS[design](DesignContext(
+        model=model, n=n, arena_url=arena.base_url, triton_url=triton.grpc_url, rate=rate,
+        latency_prior_s=opts.latency_prior_by_model.get(model.size, 0.1),
+        ort_threads=opts.ort_threads, stale_after_s=opts.stale_after_s))
+
+
+def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0) for k, v in after.items()}
+
+
+def control_plane(ticks: int, threads: dict[str, float], tick_cpu: dict[str, float],
+                  sched: dict[str, float]) -> dict[str, Any]:
+    """CPU per session-tick (ms): the tick path (decision, safety, hand-off; the send), the
+    event-loop thread as a whole (ticks plus joint, video packet and HTTP handling) and,
+    apart, the process's other threads (video decoding, frame conversion)."""
+    def per_tick(seconds: float | None) -> float | None:
+        return None if seconds is None or ticks <= 0 else round(seconds / ticks * 1000, 4)
+
+    out: dict[str, Any] = {
+        "session_ticks": ticks,
+        "tick_ms_per_session_tick": per_tick(tick_cpu.get("tick_s")),
+        "send_ms_per_session_tick": per_tick(tick_cpu.get("send_s")),
+        "event_loop_thread_ms_per_session_tick": per_tick(threads.get("main_s")),
+        "other_threads_ms_per_session_tick": per_tick(threads.get("other_threads_s")),
+        "event_loop_thread_cores": round(threads["main_s"] / threads["wall_s"], 3),
+        "other_threads_cores": round(threads["other_threads_s"] / threads["wall_s"], 3),
+    }
+    if sched:
+        out["scheduler"] = {
+            "passes": int(sched["passes"]),
+            "missed_passes": int(sched["missed_passes"]),
+            "pass_cpu_ms_per_session_tick": round(
+                sched["pass_cpu_s"] / sched["member_ticks"] * 1000, 4)
+            if sched["member_ticks"] else None}
+    return out
 
 
 async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServer,
@@ -116,11 +146,17 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
                             "room_server": (arena.proc.pid if arena.proc else None, True),
                             "robots": (fleet.pid, True)})
             counters0, stats0 = driver.counters(), await driver.triton_statistics()
+            tick_cpu0, sched0 = driver.control_cpu(), driver.scheduler_stats()
+            threads = ThreadCpu()
             cpu.start()
+            threads.start()
             t0 = time.monotonic()
             await asyncio.sleep(opts.duration_by_model.get(model.size, opts.duration_s))
             t1 = time.monotonic()
             cpu_use = cpu.stop()
+            thread_use = threads.stop()
+            tick_cpu = _delta(driver.control_cpu(), tick_cpu0)
+            sched = _delta(driver.scheduler_stats(), sched0)
             counters1, stats1 = driver.counters(), await driver.triton_statistics()
             await driver.stop()
             queries = [q for i, r in enumerate(driver.recorders)
@@ -161,6 +197,7 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
         "counters": delta,
         "triton": _stats_delta(stats0, stats1),
         "cpu_cores": cpu_use,
+        "control_plane": control_plane(delta.get("ticks", 0), thread_use, tick_cpu, sched),
         "sessions": [f.summary for f in figures],
     }
     return result, RunSamples(jitter, latency, inference_ms)
@@ -266,7 +303,8 @@ async def run(opts: Options, on_run: Callable[[str, dict[str, Any]], None] | Non
               ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Returns (report, samples): samples[model][design][n] = RunSamples, for the plots."""
     report: dict[str, Any] = {
-        "benchmark": "this stack vs the per-session design (issue 8)",
+        "benchmark": "this stack (shared tick scheduler), its earlier per-session timers, and "
+                     "the per-session design (issues 8, 12)",
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": machine(),
         "settings": {
@@ -276,6 +314,7 @@ async def run(opts: Options, on_run: Callable[[str, dict[str, Any]], None] | Non
             "warmup_s": opts.warmup_s, "camera_fps": opts.camera_fps,
             "camera_size_wh": list(opts.camera_size), "robot_joint_rate_hz": opts.joint_rate,
             "ort_threads": opts.ort_threads, "triton_instances": 1,
+            "stack_stale_after_s": opts.stale_after_s,
             "stack_session_settings": "orchestrator Settings defaults (crossfade, margin 3 "
                                       "ticks, max_step 10), triton_timeout_s 10, "
                                       "latency_prior_s per model (see stack_latency_prior_s)",

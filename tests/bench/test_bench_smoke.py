@@ -12,7 +12,8 @@ from bench.comparison.runner import Options, run
 
 RUN_FIELDS = {"design", "n", "rate_hz", "ok", "holds_rate", "fell_over", "achieved_hz",
               "publish_jitter_ms", "arrival_jitter_ms", "obs_to_command_ms", "inference_ms",
-              "plan_underruns", "missed_ticks", "cpu_cores", "triton", "sessions"}
+              "plan_underruns", "missed_ticks", "cpu_cores", "triton", "sessions",
+              "control_plane"}
 
 
 async def test_one_session_of_each_design_fills_the_report(tmp_path: Path) -> None:
@@ -22,7 +23,8 @@ async def test_one_session_of_each_design_fills_the_report(tmp_path: Path) -> No
 
     section = report["models"]["tiny"]
     runs = {r["design"]: r for r in section["runs"]}
-    assert set(runs) == {"stack", "baseline_onnxruntime", "baseline_pytorch"}
+    assert set(runs) == {"stack", "stack_per_session", "baseline_onnxruntime",
+                         "baseline_pytorch"}
     for design, result in runs.items():
         assert "error" not in result, result
         assert set(result) >= RUN_FIELDS, (design, RUN_FIELDS - set(result))
@@ -30,6 +32,15 @@ async def test_one_session_of_each_design_fills_the_report(tmp_path: Path) -> No
         assert result["sessions"][0]["commands_received"] > 0, design
         assert result["publish_jitter_ms"]["n"] > 0, design
         assert result["inference_ms"]["n"] >= 0 and result["cpu_cores"]["process_under_test"] >= 0
+    # The stack's tick path is measured in both of its designs; only the shared scheduler
+    # has passes.
+    for design in ("stack", "stack_per_session"):
+        cp = runs[design]["control_plane"]
+        assert cp["session_ticks"] > 0 and cp["tick_ms_per_session_tick"] > 0, (design, cp)
+        assert cp["send_ms_per_session_tick"] is not None
+        assert cp["event_loop_thread_ms_per_session_tick"] > 0
+    assert runs["stack"]["control_plane"]["scheduler"]["passes"] > 0
+    assert "scheduler" not in runs["stack_per_session"]["control_plane"]
     # Only the stack goes through Triton: its batch sizes come from Triton's statistics.
     stack = runs["stack"]
     assert stack["triton"]["execution_count"] > 0
