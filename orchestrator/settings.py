@@ -84,6 +84,9 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="Observation age that stops refills."
     )
     latency_prior_s: float = Field(default=0.1, gt=0, description="Assumed latency until measured.")
+    camera_latency_s: float | None = Field(
+        default=None, ge=0, le=5, description="Video-path delay (capture to arrival) assumed "
+        "for frames whose stream gives no capture time; None: 0.")
     tick_scheduler: Literal["shared", "per_session"] = Field(
         default="shared", description="shared: one timer per process and rate ticks every "
         "session in a stable order; per_session: each session its own timer (the earlier design, "

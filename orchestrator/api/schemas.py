@@ -60,6 +60,11 @@ class CreateSessionRequest(BaseModel):
     stale_after_s: float | None = Field(
         default=None, gt=0, le=60, description="Observation age beyond which no chunk is requested."
     )
+    camera_latency_s: float | None = Field(
+        default=None, ge=0, le=5, description="Video-path delay (capture to arrival) of this "
+        "robot's frames when their stream gives no capture time; chunks are aligned to the "
+        "observation's capture. Default: the server's setting.",
+    )
 
     @model_validator(mode="after")
     def _one_arena_url(self) -> CreateSessionRequest:
@@ -89,6 +94,7 @@ class CreateSessionRequest(BaseModel):
                           for k, (lo, hi) in (self.joint_limits or {}).items()},
             max_step=self.max_step,
             stale_after_s=self.stale_after_s,
+            camera_latency_s=self.camera_latency_s,
         )
 
 

@@ -101,5 +101,7 @@ class ModelBinding:
             latency_prior_s=settings.latency_prior_s,
             inference_timeout_s=settings.triton_timeout_s,
             tick_scheduler=settings.tick_scheduler,
+            camera_latency_s=(spec.camera_latency_s if spec.camera_latency_s is not None
+                              else settings.camera_latency_s),
         )
         return cls(policy=policy, contract=contract, loop=loop)

@@ -26,6 +26,7 @@ from orchestrator.control.timing import TickClock
 from orchestrator.observability import metrics
 from orchestrator.observability.logs import RateLimitedLogger
 from orchestrator.sessions import report
+from orchestrator.sessions.capture import JointReadings, align
 from orchestrator.sessions.observation import Observation, ObservationBuilder
 from orchestrator.sessions.policy import PolicyRef
 from orchestrator.sessions.scheduler import Outbox, membership, scheduler_for
@@ -69,6 +70,10 @@ class LoopSettings:
     # shared: one timer per process and rate ticks every session (scheduler.py);
     # per_session: each session's own timer, awaiting its publish (the earlier design).
     tick_scheduler: Literal["shared", "per_session"] = "shared"
+    # Frames' video-path delay when their stream gives no capture time (None: 0).
+    camera_latency_s: float | None = None
+    # Chunks start at their observation's capture tick (False: at the snapshot tick).
+    align_to_capture: bool = True
 
 
 _ERROR_KINDS = ("triton_unavailable", "model_unavailable", "inference_timeout", "bad_input",
@@ -107,6 +112,7 @@ class ControlLoop:
             limits=dict(settings.limits), max_step=settings.max_step,
         )
         self.builder = ObservationBuilder(contract)
+        self.joint_readings = JointReadings()
         self._task: asyncio.Task[None] | None = None
         self._inference: asyncio.Task[None] | None = None
         self._clock: TickClock | None = None
@@ -190,6 +196,7 @@ class ControlLoop:
         """Clear the plan and the joint state (connections stay)."""
         self.core.reset()
         self.mapper.reset()
+        self.joint_readings.reset()
         self._chunk_obs = None
 
     def _reference(self) -> np.ndarray | None:
@@ -283,7 +290,9 @@ class ControlLoop:
             metrics.OBSERVATION_AGE.labels(self.session_id).set(freshness.age)
         if decision.request_inference:
             observation = self.builder.snapshot(
-                k, now, self.mapper.state(), {c: s.latest() for c, s in self._cameras.items()}
+                k, now, self.mapper.state(), {c: s.latest() for c, s in self._cameras.items()},
+                joints_captured_at=self.joint_readings.captured_at(now, self.mapper.last_update),
+                camera_latency_s=self.settings.camera_latency_s,
             )
             self._inference = asyncio.create_task(
                 self._infer(observation), name=f"infer-{self.session_id}-{k}"
@@ -292,7 +301,9 @@ class ControlLoop:
     def on_joints(self, changed: Mapping[str, float]) -> None:
         """A reading from the joint-input room: only the joints that changed (the server
         forwards changes), merged by name into the model's state."""
-        self.mapper.update(changed, time.monotonic())
+        at = time.monotonic()
+        if self.mapper.update(changed, at).accepted:
+            self.joint_readings.note(at)
 
     def _freshness(self, now: float) -> Any:
         frame_ages: dict[str, float | None] = {}
@@ -339,7 +350,10 @@ class ControlLoop:
         metrics.INFERENCE_LATENCY.labels(self.session_id).observe(latency)
         k_now = self.core.last_tick if self.core.last_tick is not None else k_obs
         self.core.last_chunk_error = None
-        merged = self.core.on_chunk(output[0], k_obs, k_now, latency)
+        aligned = align(observation, self._clock, self.settings.stale_after_s,
+                        self.settings.align_to_capture)
+        merged = self.core.on_chunk(output[0], k_obs, k_now, latency, align_tick=aligned.tick,
+                                    obs_age_s=aligned.age_s, align_source=aligned.source)
         if merged is None and self.core.last_chunk_error:
             # E.g. NaN or inf from the model: nothing of it is published (the plan runs out
             # and the robot holds); the session reports why until a good chunk arrives.

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter, deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
@@ -137,6 +137,8 @@ def loop_stats(loop: LoopView) -> dict[str, Any]:
         "invalid_joint_values": loop.mapper.invalid_count,
         "resized_frames": dict(loop.builder.resized),
         "dropped_past_actions": core.dropped_past_actions,
+        # Snapshot tick minus the tick chunks were aligned to (their observation's capture).
+        "alignment_offset": asdict(core.alignment),
         "discarded_chunks": core.discarded_chunks,
         "rejected_chunks": core.rejected_chunks,
         "recent_commands": counters.recent_commands.as_dict(time.monotonic()),
