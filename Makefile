@@ -44,7 +44,7 @@ $(ORT_VENV)/.stamp: docker-compose.yml export/check/versions.py
 	@touch $@
 
 lint: $(VENV)/.stamp
-	$(VENV)/bin/ruff check orchestrator export arena_server sim_robot tests bench tools
+	$(VENV)/bin/ruff check orchestrator local_stack export arena_server sim_robot tests bench tools
 	$(VENV)/bin/mypy
 
 # The README's test command: set up, lint, then every test against real servers.
@@ -53,10 +53,10 @@ test: setup lint
 
 # The README's run command: the whole stack on local defaults.
 run: setup
-	$(PY) -m orchestrator.stack $(ARGS)
+	$(PY) -m local_stack $(ARGS)
 
 demo: setup
-	$(PY) -m orchestrator.stack --demo true $(ARGS)
+	$(PY) -m local_stack --demo true $(ARGS)
 
 openapi: $(VENV)/.stamp
 	$(PY) -m orchestrator.api.openapi_dump openapi.json

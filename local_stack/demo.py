@@ -1,5 +1,5 @@
 """``make demo``: a simulated robot driven by the demo model through a real session, with
-live figures in the terminal until Ctrl-C. Used by ``orchestrator.stack``."""
+live figures in the terminal until Ctrl-C. Used by ``local_stack.stack``."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from orchestrator.settings import Settings
 from orchestrator.triton.client import TritonClient, TritonError
 from sim_robot.robot import SimRobot
 
-log = logging.getLogger("orchestrator.demo")
+log = logging.getLogger("local_stack.demo")
 SESSION_ID = "demo"
 
 

@@ -1,4 +1,4 @@
-"""``python -m orchestrator.stack`` (``make run``): the whole stack on this machine.
+"""``python -m local_stack`` (``make run``): the whole stack on this machine.
 
 Exports a demo model when the repository is empty, starts the local Triton server
 (python backend + ONNX Runtime, from ``.venv-triton``), the local Arena room server and
@@ -26,7 +26,7 @@ from orchestrator.settings import Settings, settings_from_cli
 from orchestrator.triton.launcher import LocalTriton
 from orchestrator.triton.model_contract import parse_config
 
-log = logging.getLogger("orchestrator.stack")
+log = logging.getLogger("local_stack.stack")
 DEMO_MODEL = "act_demo"
 
 
@@ -163,7 +163,7 @@ async def run_stack(settings: Settings, stop: asyncio.Event) -> None:
             await _wait_http(f"http://{settings.host}:{settings.port}/health", 30, "API")
             print(banner(settings, models), flush=True)  # noqa: T201 - the CLI's output
             if settings.demo:
-                from orchestrator.demo import run_demo
+                from local_stack.demo import run_demo
 
                 await run_demo(app_settings, models[0], stop)
             else:

@@ -1,5 +1,5 @@
 """``python -m orchestrator``: serve the session API (production entry point; Triton and the
-Arena server run elsewhere). ``python -m orchestrator.stack`` runs the whole local stack."""
+Arena server run elsewhere). ``python -m local_stack`` runs the whole local stack."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     if settings.triton_url is None:
         logging.getLogger(__name__).error(
             "ORCHESTRATOR_TRITON_URL (or --triton-url) is required; `python -m "
-            "orchestrator.stack` starts a local Triton server instead"
+            "local_stack` starts a local Triton server instead"
         )
         raise SystemExit(2)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,

@@ -1,4 +1,4 @@
-"""The README's run command, end to end: `python -m orchestrator.stack --demo true` in a
+"""The README's run command, end to end: `python -m local_stack --demo true` in a
 child process on an empty model repository. It must export the demo model, start Triton,
 the room server and the API, drive a simulated robot through a session, and shut down
 cleanly on Ctrl-C (SIGINT) with no process left behind."""
@@ -31,7 +31,7 @@ def test_run_command_sets_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
     repository = tmp_path / "model_repository"
     api, arena, triton = free_port(), free_port(), free_port()
     command = [
-        sys.executable, "-m", "orchestrator.stack", "--demo", "true",
+        sys.executable, "-m", "local_stack", "--demo", "true",
         "--model-repository", str(repository), "--local-triton-dir", str(tmp_path / "triton"),
         "--port", str(api), "--arena-port", str(arena),
         "--local-triton-port-base", str(triton),

@@ -14,10 +14,10 @@ import httpx
 import uvicorn
 from fastapi import FastAPI
 
+from local_stack.stack import QuietServer
 from orchestrator.api.app import create_app
 from orchestrator.sessions.manager import SessionManager
 from orchestrator.settings import Settings
-from orchestrator.stack import QuietServer
 from tests.support.arena import free_port
 
 
