@@ -13,6 +13,7 @@ import asyncio
 import fractions
 import math
 import time
+from collections.abc import Callable, Sequence
 
 import av
 import numpy as np
@@ -29,11 +30,16 @@ _TIME_BASE = fractions.Fraction(1, _CLOCK_RATE)
 
 class CameraSource:
     def __init__(self, width: int = 640, height: int = 480, fps: float = 30.0,
-                 history: int = 20_000) -> None:
+                 history: int = 20_000,
+                 values: Callable[[], Sequence[float]] | None = None, value_count: int = 0,
+                 ) -> None:
         if not (0 < fps <= 120):
             raise ValueError(f"fps must be in (0, 120], got {fps}")
         self.width, self.height, self.fps = width, height, fps
-        self._generator = PatternGenerator(width, height)
+        # What the picture shows besides its index (the arm's joints), read at capture: when
+        # a frame is first made for an encoder.
+        self._values = values
+        self._generator = PatternGenerator(width, height, value_count if values else 0)
         self._t0 = time.monotonic()
         self._history = history
         self._sent_at: dict[int, float] = {}
@@ -50,7 +56,7 @@ class CameraSource:
         """yuv420p planes of frame `index`; the first call for an index records its send time."""
         if self._cached is not None and self._cached[0] == index:
             return self._cached[1]
-        planes = self._generator.planes(index)
+        planes = self._generator.planes(index, self._values() if self._values else ())
         self._cached = (index, planes)
         key = index % INDEX_MODULO
         if key not in self._sent_at:

@@ -59,6 +59,7 @@ class SimRobot:
         initial: Mapping[str, float] | None = None,
         ice_mode: IceMode = "gathered",
         robot_id: str | None = None,
+        camera_joints: Iterable[str] = (),
     ) -> None:
         self.joint_names = list(joints)
         if not self.joint_names or len(set(self.joint_names)) != len(self.joint_names):
@@ -98,16 +99,23 @@ class SimRobot:
                 on_emergency_stop=self._on_emergency_stop,
                 on_joints=lambda changed: self._on_command(changed, time.monotonic()),
             )
+        # Joints the cameras draw (sim_robot.pattern's value code): where the arm is at each
+        # frame's capture, as a policy reading the picture would see it.
+        self.camera_joints = list(camera_joints)
+        if set(self.camera_joints) - set(self.joint_names) or len(self.camera_joints) > 3:
+            raise ValueError(f"camera_joints must be at most 3 of {self.joint_names}")
         self.cameras: dict[str, CameraSource] = {}
         self.camera_producers: dict[str, CameraProducer] = {}
         for name, room in (cameras or {}).items():
-            source = CameraSource(width, height, fps)
+            source = CameraSource(width, height, fps, values=self._drawn_positions,
+                                  value_count=len(self.camera_joints))
             self.cameras[name] = source
             self.camera_producers[name] = CameraProducer(
                 server, workspace, room, f"{self.robot_id}-{name}-producer", source,
                 ice_mode=ice_mode,
             )
         self._task: asyncio.Task[None] | None = None
+        self._moved_at: float | None = None  # when step() last brought positions up to date
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -189,6 +197,8 @@ class SimRobot:
         self.received.append(ReceivedCommand(arrived_at, values))
         if self.estopped:
             return
+        if self._task is not None:
+            self.advance(arrived_at)  # the old target holds until this moment
         for name, value in values.items():
             if name in self._targets and math.isfinite(value):
                 self._targets[name] = self._clamp(value)
@@ -197,6 +207,19 @@ class SimRobot:
         self.emergency_stops.append((time.monotonic(), reason))
         self.estopped = True
         self._targets = dict(self._positions)  # hold still where we are
+
+    def advance(self, now: float | None = None) -> None:
+        """Bring the positions up to ``now`` (monotonic): motion between the joint loop's
+        steps is not lost to whoever looks in between (the camera)."""
+        now = time.monotonic() if now is None else now
+        if self._moved_at is not None:
+            self.step(now - self._moved_at)
+        self._moved_at = now if self._moved_at is None else max(self._moved_at, now)
+
+    def _drawn_positions(self) -> list[float]:
+        if self._task is not None:
+            self.advance()
+        return [self._positions[name] for name in self.camera_joints]
 
     def step(self, dt: float) -> None:
         """Move every joint toward its target by at most max_velocity * dt."""
@@ -207,12 +230,11 @@ class SimRobot:
 
     async def _motion(self) -> None:
         period = 1.0 / self.rate
-        t0 = last = time.monotonic()
+        t0 = time.monotonic()
+        self._moved_at = t0
         k = 0
         while True:
-            now = time.monotonic()
-            self.step(now - last)
-            last = now
+            self.advance()
             self.ticks += 1
             if self._state_out is not None:
                 await self._state_out.send_joints(self._positions)
