@@ -123,3 +123,35 @@ def test_bad_hub_input_fails_cleanly(
     written = json.loads(result.read_text())
     assert written["ok"] is False and written["version"] is None
     assert message in written["error"] and "\n" not in written["error"]
+
+
+def test_folder_exports_record_their_folder(exported_repository: ExportedRepository) -> None:
+    _, info = _contract_info(exported_repository.repository, exported_repository.name)
+    folder = exported_repository.checkpoint.path
+    assert info["source"] == f"dir:{folder}"
+    assert info["source_path"] == str(folder)
+    assert info["source_repo_id"] == ""
+
+
+def test_missing_dataset_falls_back_with_a_note(
+    hub: HubCheckpoint, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In process: the steps as reported, and the dataset the checkpoint names not cached."""
+    from export.sources import export_source
+
+    files = checkpoint_files(hub.checkpoint.path)
+    files["train_config.json"] = json.dumps({"dataset": {"repo_id": "tinyorg/gone"}})
+    sha = add_repo(hub.hf_home, "tinyorg/nodata", files)
+    for key, value in hub.env().items():
+        monkeypatch.setenv(key, value)
+    steps: list[str] = []
+    exported = export_source(
+        "tinyorg/nodata", tmp_path / "repo", kind="cpu", on_step=steps.append
+    )
+    assert steps == ["fetching", "exporting", "checking parity", "writing"]
+    assert exported.name == "tinyorg--nodata"
+    assert exported.source == f"hf:tinyorg/nodata@{sha}"
+    assert any("training dataset unavailable" in n and "tinyorg/gone" in n
+               for n in exported.result.notes), exported.result.notes
+    assert exported.result.contract.state_names[0] == "joint_0"
+    assert exported.result.contract.info["names_source"] == "default"
