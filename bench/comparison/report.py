@@ -57,11 +57,11 @@ def plot_model(size: str, section: dict[str, Any], samples: dict[str, Any],
             _cdf(axes[0][col], runs[n].obs_to_command_ms, f"N={n}", _color(design), a)
             _cdf(axes[1][col], runs[n].inference_ms, f"N={n}", _color(design), a)
         axes[0][col].set_title(design)
-        for row, label in enumerate(("observation -> command at the robot (ms)",
-                                     "inference latency (ms)")):
+        for row, axis_label in enumerate(("observation -> command at the robot (ms)",
+                                          "inference latency (ms)")):
             ax = axes[row][col]
             ax.set_xscale("log")
-            ax.set_xlabel(label)
+            ax.set_xlabel(axis_label)
             ax.set_ylabel("fraction")
             ax.grid(True, alpha=0.3)
             ax.legend(fontsize=7)
