@@ -48,7 +48,8 @@ class SessionManager:
             raise SessionNotFound(f"session {session_id!r} not found") from None
 
     # -- create / delete -----------------------------------------------------------------
-    async def create(self, spec: SessionSpec) -> SessionRooms:
+    async def create(self, spec: SessionSpec, *, rejoin: bool = False) -> SessionRooms:
+        """``rejoin``: keep the session's rooms if they exist (a restarted fleet worker)."""
         sid = spec.session_id
         async with self._lock:
             if sid in self._sessions or sid in self._pending:
@@ -62,7 +63,7 @@ class SessionManager:
             config = self._validate(spec)
             served, source = await self._resolve_model(spec, config)
             session = Session(config, self.triton)
-            await session.open()  # cleans up after itself on failure
+            await session.open(rejoin=rejoin)  # cleans up after itself on failure
             if served is not None:
                 policy, contract = served
                 await session.attach(ModelBinding.create(spec, self.settings, policy, contract))

@@ -66,15 +66,19 @@ class Session:
         self._presence_task: asyncio.Task[None] | None = None
 
     # -- opening and closing -------------------------------------------------------------
-    async def open(self) -> None:
-        """Create the rooms and connect. On any failure undo everything and raise."""
+    async def open(self, rejoin: bool = False) -> None:
+        """Create the rooms and connect. On any failure undo everything and raise.
+        ``rejoin``: keep rooms that exist (a restarted worker's session): creating one
+        again would replace it and drop the robot from it."""
         cfg = self.config
         try:
             for cam_room in cfg.camera_rooms.values():
-                await self._rest.create_video_room(cfg.workspace_id, cam_room)
+                if not (rejoin and await self._room_exists("video", cam_room)):
+                    await self._rest.create_video_room(cfg.workspace_id, cam_room)
                 self._rooms.append(("video", cam_room))
             for room in (cfg.joint_input_room, cfg.joint_output_room):
-                await self._rest.create_robotics_room(cfg.workspace_id, room)
+                if not (rejoin and await self._room_exists("robotics", room)):
+                    await self._rest.create_robotics_room(cfg.workspace_id, room)
                 self._rooms.append(("robotics", room))
             await self.joints_in.start()
             await self.commands_out.start()
@@ -133,6 +137,18 @@ class Session:
         self.state = SessionState.ERROR
         self.error_message = reason
         self.init_step = None
+
+    async def _room_exists(self, kind: str, room: str) -> bool:
+        try:
+            if kind == "video":
+                await self._rest.get_video_room(self.config.workspace_id, room)
+            else:
+                await self._rest.get_robotics_room(self.config.workspace_id, room)
+        except ArenaError as exc:
+            if exc.status != 404:
+                raise
+            return False
+        return True
 
     async def close(self, delete_rooms: bool) -> None:
         """Stop the loop, disconnect, delete the rooms this session created. Never raises."""

@@ -1,0 +1,1 @@
+"""Sessions in Ray worker processes: registry, workers, the API-side router."""

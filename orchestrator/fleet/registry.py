@@ -1,0 +1,92 @@
+"""The fleet's durable record of each session, in Ray's internal key-value store.
+
+The store lives in the cluster's control service (GCS, on the head node): it outlives any
+worker, node or API process. A record says which worker owns the session, what it was
+asked to be (its spec), what it should be doing (desired state) and whether an emergency
+stop latched it; a restarted worker re-creates its sessions from these records.
+
+Calls are synchronous round trips to the GCS (about a millisecond): workers make them off
+their event loop (``asyncio.to_thread``), never on the tick path.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+from ray.experimental import internal_kv
+
+Desired = Literal["creating", "ready", "running", "stopped"]
+_PREFIX = "fleet/session/"
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    session_id: str
+    owner: int  # worker index
+    spec: dict[str, Any]  # SessionSpec.to_dict()
+    desired: Desired = "creating"
+    latched: bool = False  # emergency stop: comes back stopped until an explicit start
+    latch_reason: str = ""
+    created_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> SessionRecord:
+        data = json.loads(raw)
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def with_(self, **changes: Any) -> SessionRecord:
+        return replace(self, **changes)
+
+
+class Registry:
+    """Session records under one namespace (the fleet's Ray namespace)."""
+
+    def __init__(self, namespace: str) -> None:
+        self.namespace = namespace
+
+    def _key(self, session_id: str) -> bytes:
+        return (_PREFIX + session_id).encode()
+
+    def reserve(self, record: SessionRecord) -> bool:
+        """Write ``record`` unless the id is taken; False when it was (any API replica)."""
+        existed = internal_kv._internal_kv_put(self._key(record.session_id), record.to_json(),
+                                               overwrite=False, namespace=self.namespace)
+        return not existed
+
+    def put(self, record: SessionRecord) -> None:
+        internal_kv._internal_kv_put(self._key(record.session_id), record.to_json(),
+                                     overwrite=True, namespace=self.namespace)
+
+    def get(self, session_id: str) -> SessionRecord | None:
+        raw = internal_kv._internal_kv_get(self._key(session_id), namespace=self.namespace)
+        return None if raw is None else SessionRecord.from_json(raw)
+
+    def update(self, session_id: str, **changes: Any) -> SessionRecord | None:
+        """Change fields of an existing record; None (and nothing written) when it is gone."""
+        record = self.get(session_id)
+        if record is None:
+            return None
+        record = record.with_(**changes)
+        self.put(record)
+        return record
+
+    def delete(self, session_id: str) -> None:
+        internal_kv._internal_kv_del(self._key(session_id), namespace=self.namespace)
+
+    def all(self) -> list[SessionRecord]:
+        keys = internal_kv._internal_kv_list(_PREFIX.encode(), namespace=self.namespace)
+        records = []
+        for key in sorted(keys):
+            raw = internal_kv._internal_kv_get(key, namespace=self.namespace)
+            if raw is not None:  # deleted between the listing and the read
+                records.append(SessionRecord.from_json(raw))
+        return records
+
+    def owned_by(self, worker: int) -> list[SessionRecord]:
+        return [r for r in self.all() if r.owner == worker]

@@ -1,0 +1,371 @@
+"""The API side of the fleet: a Ray driver that routes each call to the session's worker.
+
+It offers the session manager's interface (what the routes call), so the API serves an
+in-process ``SessionManager`` or a fleet alike. Any number of API processes may run: the
+registry (Ray's KV store) says which worker owns which session, so each answers for all.
+New sessions go to the least loaded live worker; when none can take one (all dead, all
+full, Ray unreachable) the answer is 503 with the reason and nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import ray
+from ray.exceptions import ActorUnavailableError, RayError
+
+from orchestrator.fleet.registry import Registry, SessionRecord
+from orchestrator.fleet.worker import SessionWorker, record_for, worker_name
+from orchestrator.sessions import errors
+from orchestrator.sessions.errors import (
+    DependencyUnavailable,
+    SessionError,
+    SessionExists,
+    SessionNotFound,
+    TooManySessions,
+)
+from orchestrator.sessions.session import SessionState
+from orchestrator.sessions.spec import SessionRooms, SessionSpec
+from orchestrator.settings import Settings
+from orchestrator.triton.client import TritonClient
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+CALL_TIMEOUT_S = 30.0  # a create opens rooms and reads the model: seconds, not more
+PROBE_TIMEOUT_S = 3.0
+RESTARTING_WAIT_S = 8.0  # a killed worker is back in ~2 s on one machine, 3-5 s elsewhere
+REFRESH_S = 1.0
+BOOT_TIMEOUT_S = 90.0
+
+
+@dataclass(frozen=True)
+class SessionHandle:
+    """What the routes read of a session: its id and state (``.state.value``)."""
+
+    session_id: str
+    state: SessionState
+
+
+def _rebuild(error: list[Any]) -> SessionError:
+    name, status, message = error
+    cls = getattr(errors, str(name), None)
+    if isinstance(cls, type) and issubclass(cls, SessionError):
+        return cls(str(message))
+    exc = SessionError(str(message))
+    exc.status_code = int(status)
+    return exc
+
+
+def connect(settings: Settings) -> bool:
+    """Join the cluster at ``ray_address`` or start a local one; True when we started it."""
+    if ray.is_initialized():
+        return False
+    common: dict[str, Any] = {"namespace": settings.ray_namespace, "logging_level": "WARNING",
+                              "configure_logging": False}
+    if settings.ray_address:
+        ray.init(address=settings.ray_address, **common)
+        return False
+    # address="local": never a stale cluster from Ray's default temp folder.
+    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+             num_cpus=max(os.cpu_count() or 1, settings.workers), **common)
+    return True
+
+
+class FleetRouter:
+    def __init__(self, settings: Settings, triton: TritonClient) -> None:
+        self.settings = settings
+        self.triton = triton  # the API's own client: health and /debug only
+        self.registry = Registry(settings.ray_namespace)
+        self._workers: dict[int, Any] = {}  # index -> actor handle
+        self._alive: dict[int, dict[str, Any]] = {}
+        self._dead: dict[int, str] = {}  # index -> why it does not answer
+        self._states: dict[str, SessionHandle] = {}
+        self._ray_error: str | None = "not connected yet"
+        self._owns_cluster = False
+        self._refresher: asyncio.Task[None] | None = None
+
+    # -- connection ----------------------------------------------------------------------
+    async def open(self) -> None:
+        """Connect and start (or find) the workers; on failure the API still serves and
+        answers 503 with the reason until Ray is reachable."""
+        try:
+            self._owns_cluster = await asyncio.to_thread(connect, self.settings)
+            await asyncio.to_thread(self._spawn)
+            self._ray_error = None
+        except Exception as exc:
+            self._ray_error = f"{type(exc).__name__}: {exc}"
+            log.error("fleet: Ray at %s is unreachable: %s",
+                      self.settings.ray_address or "(local)", self._ray_error)
+        else:
+            await self._wait_workers()
+            await self.refresh()
+            log.info("fleet: %d worker(s) on Ray %s (%s)", len(self._workers),
+                     ray.get_runtime_context().gcs_address,
+                     "started here" if self._owns_cluster else "joined")
+        self._refresher = asyncio.create_task(self._refresh_forever(), name="fleet-refresh")
+
+    async def _wait_workers(self, timeout_s: float = BOOT_TIMEOUT_S) -> None:
+        """At boot, until every worker answers (spawning one takes seconds): sessions are
+        placed only on live workers, and none would be live yet."""
+        deadline = time.monotonic() + timeout_s
+        while len(await self._probe()) < len(self._workers):
+            if time.monotonic() > deadline:
+                log.warning("fleet: workers not up after %.0f s: %s", timeout_s, self._dead)
+                return
+            await asyncio.sleep(0.25)
+
+    def _spawn(self) -> None:
+        actor = ray.remote(SessionWorker)
+        data = self.settings.model_dump(mode="json", exclude={"api_key"})
+        for index in range(max(self.settings.workers, 1)):
+            self._workers[index] = actor.options(
+                name=worker_name(index), namespace=self.settings.ray_namespace,
+                lifetime="detached", get_if_exists=True, max_restarts=-1, max_task_retries=0,
+                num_cpus=1, scheduling_strategy="SPREAD",
+            ).remote(index, data, self.settings.ray_namespace)
+
+    def _require_ray(self) -> None:
+        if self._ray_error is not None:
+            raise DependencyUnavailable(
+                f"no worker can take sessions: Ray at {self.settings.ray_address or '(local)'} "
+                f"is unreachable ({self._ray_error})"
+            )
+
+    async def _kv(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        self._require_ray()
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs),
+                                          PROBE_TIMEOUT_S * 2)
+        except (TimeoutError, RayError, ConnectionError) as exc:
+            raise DependencyUnavailable(f"the fleet registry (Ray) does not answer: {exc!r}"
+                                        ) from exc
+
+    async def _ask(self, index: int, method: str, *args: Any,
+                   timeout_s: float = CALL_TIMEOUT_S, wait_restart: bool = True) -> Any:
+        """Call a worker; a restarting worker is waited for (briefly) unless told not to."""
+        self._require_ray()
+        handle = self._workers.get(index)
+        if handle is None:  # another API replica runs more workers than this one
+            try:
+                handle = ray.get_actor(worker_name(index), namespace=self.settings.ray_namespace)
+            except ValueError as exc:
+                raise DependencyUnavailable(f"{worker_name(index)} does not exist") from exc
+            self._workers[index] = handle
+        deadline = time.monotonic() + RESTARTING_WAIT_S
+        while True:
+            try:
+                reply = await asyncio.wait_for(getattr(handle, method).remote(*args), timeout_s)
+                break
+            except ActorUnavailableError as exc:
+                if not wait_restart or time.monotonic() > deadline:
+                    raise DependencyUnavailable(
+                        f"{worker_name(index)} is restarting: {exc}") from exc
+                await asyncio.sleep(0.2)
+            except RayError as exc:
+                raise DependencyUnavailable(
+                    f"{worker_name(index)} is unavailable ({type(exc).__name__}): {exc}"
+                ) from exc
+            except TimeoutError as exc:
+                raise DependencyUnavailable(
+                    f"{worker_name(index)} did not answer {method} within {timeout_s:.0f} s"
+                ) from exc
+        if isinstance(reply, dict) and "error" in reply:
+            raise _rebuild(reply["error"])
+        return reply["ok"] if isinstance(reply, dict) and "ok" in reply else reply
+
+    async def _owner(self, session_id: str) -> SessionRecord:
+        record = await self._kv(self.registry.get, session_id)
+        if record is None:
+            raise SessionNotFound(f"session {session_id!r} not found")
+        return record
+
+    # -- the manager's interface ---------------------------------------------------------
+    def sessions(self) -> list[SessionHandle]:
+        return list(self._states.values())
+
+    async def create(self, spec: SessionSpec) -> SessionRooms:
+        sid = spec.session_id
+        records = await self._kv(self.registry.all)
+        if any(r.session_id == sid for r in records):
+            raise SessionExists(f"session {sid!r} already exists")
+        if len(records) >= self.settings.max_sessions:
+            raise TooManySessions(
+                f"session limit reached ({self.settings.max_sessions}); delete a session first")
+        candidates = await self._candidates()
+        if not await self._kv(self.registry.reserve, record_for(spec, candidates[0])):
+            raise SessionExists(f"session {sid!r} already exists")
+        reasons = []
+        try:
+            for index in candidates:
+                await self._kv(self.registry.update, sid, owner=index)
+                try:
+                    rooms = await self._ask(index, "create", spec.to_dict(), wait_restart=False)
+                except (TooManySessions, DependencyUnavailable) as exc:
+                    if isinstance(exc, DependencyUnavailable) and worker_name(index) not in str(
+                            exc):  # Triton or the Arena server: the next worker fares no better
+                        raise
+                    reasons.append(exc.message)
+                    continue
+                self._states[sid] = SessionHandle(sid, SessionState.READY)
+                return SessionRooms(**rooms)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._kv(self.registry.delete, sid)
+            raise
+        with contextlib.suppress(Exception):
+            await self._kv(self.registry.delete, sid)
+        raise DependencyUnavailable("no worker could take the session: " + "; ".join(reasons))
+
+    async def _candidates(self) -> list[int]:
+        """Live workers with room, least loaded first; 503 with the reason when none."""
+        loads = await self._probe()
+        if not loads:
+            dead = "; ".join(f"{worker_name(i)}: {why}" for i, why in sorted(self._dead.items()))
+            raise DependencyUnavailable(f"no live worker can take a session ({dead})")
+        free = sorted((h["sessions"], i) for i, h in loads.items() if h["sessions"] < h["capacity"])
+        if not free:
+            raise DependencyUnavailable(
+                f"every live worker is full ({len(loads)} x {self.settings.worker_max_sessions} "
+                "sessions); add workers or delete a session")
+        return [i for _, i in free]
+
+    async def _probe(self) -> dict[int, dict[str, Any]]:
+        self._require_ray()
+        indices = sorted(self._workers)
+
+        async def one(index: int) -> dict[str, Any] | BaseException:
+            try:
+                return dict(await self._ask(index, "health", timeout_s=PROBE_TIMEOUT_S,
+                                            wait_restart=False))
+            except SessionError as exc:
+                return exc
+
+        results = await asyncio.gather(*(one(i) for i in indices))
+        self._alive = {i: r for i, r in zip(indices, results, strict=True) if isinstance(r, dict)}
+        self._dead = {i: getattr(r, "message", str(r))
+                      for i, r in zip(indices, results, strict=True)
+                      if isinstance(r, BaseException)}
+        return self._alive
+
+    async def delete(self, session_id: str) -> None:
+        record = await self._owner(session_id)
+        # The record goes first: a worker restarting meanwhile does not bring it back.
+        await self._kv(self.registry.delete, session_id)
+        self._states.pop(session_id, None)
+        try:
+            await self._ask(record.owner, "delete", session_id)
+        except SessionNotFound:
+            pass
+        except DependencyUnavailable as exc:
+            log.warning("fleet: session %s deleted from the registry; its worker did not "
+                        "answer (%s): its rooms may remain", session_id, exc.message)
+
+    async def _transition(self, session_id: str, method: str) -> SessionHandle:
+        record = await self._owner(session_id)
+        if method == "stop":  # the emergency path: recorded even if the worker is restarting
+            await self._kv(self.registry.update, session_id, desired="stopped")
+        state = SessionState(await self._ask(record.owner, method, session_id))
+        self._states[session_id] = handle = SessionHandle(session_id, state)
+        return handle
+
+    async def start(self, session_id: str) -> SessionHandle:
+        return await self._transition(session_id, "start")
+
+    async def stop(self, session_id: str) -> SessionHandle:
+        return await self._transition(session_id, "stop")
+
+    async def restart(self, session_id: str) -> SessionHandle:
+        return await self._transition(session_id, "restart")
+
+    async def reset(self, session_id: str) -> None:
+        record = await self._owner(session_id)
+        await self._ask(record.owner, "reset", session_id)
+
+    async def status(self, session_id: str) -> dict[str, Any]:
+        record = await self._owner(session_id)
+        status: dict[str, Any] = await self._ask(record.owner, "status", session_id)
+        return status
+
+    async def queue_info(self, session_id: str) -> dict[str, Any]:
+        record = await self._owner(session_id)
+        info: dict[str, Any] = await self._ask(record.owner, "queue_info", session_id)
+        return info
+
+    async def triton_status(self) -> dict[str, Any]:
+        return {"url": self.triton.url, "server_ready": await self.triton.is_server_ready()}
+
+    async def workers_health(self) -> dict[str, Any]:
+        """Which workers answer, for /health: name -> alive, sessions, pid, node."""
+        if self._ray_error is not None:
+            return {"ray": f"unreachable: {self._ray_error}"}
+        await self._probe()
+        out: dict[str, Any] = {}
+        for index in sorted(self._workers):
+            if index in self._alive:
+                h = self._alive[index]
+                out[worker_name(index)] = {"alive": True, "sessions": h["sessions"],
+                                           "restoring": h["restoring"], "pid": h["pid"],
+                                           "node_id": h["node_id"]}
+            else:
+                out[worker_name(index)] = {"alive": False, "reason": self._dead.get(index)}
+        return out
+
+    # -- the cached listing --------------------------------------------------------------
+    async def refresh(self) -> None:
+        """Session states from every worker; a dead worker's sessions show as initializing
+        (they come back when it does)."""
+        records = await self._kv(self.registry.all)
+        indices = sorted(self._workers)
+
+        async def listing(index: int) -> dict[str, str]:
+            try:
+                return dict(await self._ask(index, "list", timeout_s=PROBE_TIMEOUT_S,
+                                            wait_restart=False))
+            except SessionError:
+                return {}
+
+        states: dict[str, str] = {}
+        for part in await asyncio.gather(*(listing(i) for i in indices)):
+            states.update(part)
+        self._states = {
+            r.session_id: SessionHandle(
+                r.session_id, SessionState(states.get(r.session_id, "initializing")))
+            for r in records
+        }
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(REFRESH_S)
+            if self._ray_error is not None:
+                continue
+            try:
+                await self.refresh()
+            except Exception as exc:  # Ray going away: keep the last listing, say why
+                log.warning("fleet: refresh failed: %s", exc)
+
+    async def close_all(self) -> None:
+        """Leave the fleet. A local cluster started here ends with this process: its
+        sessions are deleted (rooms too) and the workers stopped; a joined one keeps all."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._refresher
+        if self._ray_error is not None or not ray.is_initialized():
+            return
+        if self._owns_cluster:
+            await asyncio.gather(*(self._ask(i, "close_all", timeout_s=15, wait_restart=False)
+                                   for i in self._workers), return_exceptions=True)
+            for record in await self._kv(self.registry.all):
+                await self._kv(self.registry.delete, record.session_id)
+            for handle in self._workers.values():
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
+        await asyncio.to_thread(ray.shutdown)

@@ -1,0 +1,263 @@
+"""One session worker: a Ray async actor hosting the in-process ``SessionManager``.
+
+Its sessions tick on the actor's own event loop, share its one Triton client (one gRPC
+channel) and hold their own Arena connections: the tick path never leaves this process.
+The API reaches it only for control-plane calls (create, start, status, ...).
+
+Ray restarts a worker that dies (``max_restarts=-1``) by running this constructor again,
+with its state gone: it then re-creates its sessions from the registry, rejoins their
+rooms, starts the ones that should run and keeps latched ones stopped. A fresh process
+has an empty plan: nothing it publishes predates the restart.
+
+Every method answers ``{"ok": value}`` or ``{"error": [class name, status, message]}``:
+session errors cross the process boundary as data, and the router raises them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from typing import Any
+
+from orchestrator.fleet.registry import Desired, Registry, SessionRecord
+from orchestrator.sessions.errors import DependencyUnavailable, SessionError, SessionNotFound
+from orchestrator.sessions.manager import SessionManager
+from orchestrator.sessions.session import Session, SessionState
+from orchestrator.sessions.spec import SessionSpec
+from orchestrator.settings import Settings
+from orchestrator.triton.replicas import make_triton
+
+log = logging.getLogger(__name__)
+
+WORKER_PREFIX = "orchestrator-worker-"
+RESTORE_RETRY_S = 2.0
+Reply = dict[str, Any]
+
+
+def worker_name(index: int) -> str:
+    return f"{WORKER_PREFIX}{index}"
+
+
+def _ok(value: Any = None) -> Reply:
+    return {"ok": value}
+
+
+def _error(exc: SessionError) -> Reply:
+    return {"error": [type(exc).__name__, exc.status_code, exc.message]}
+
+
+class SessionWorker:
+    """The actor's class (wrapped by ``ray.remote`` in the router)."""
+
+    # Ray awaits an async actor's constructor on the actor's event loop.
+    async def __init__(  # type: ignore[misc]
+        self, index: int, settings: dict[str, Any], namespace: str
+    ) -> None:
+        self.settings = Settings(**settings)
+        logging.basicConfig(level=self.settings.log_level,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self.index = index
+        self.name = worker_name(index)
+        self.started_at = time.time()
+        self.registry = Registry(namespace)
+        url = self.settings.triton_url or "127.0.0.1:8101"
+        self.triton = make_triton(url, preferred=index, timeout_s=self.settings.triton_timeout_s,
+                                  shared_memory=self.settings.triton_shared_memory)
+        own = self.settings.model_copy(update={"max_sessions": self.settings.worker_max_sessions})
+        self.manager = SessionManager(own, self.triton)
+        self._restoring: dict[str, asyncio.Event] = {}
+        self._restore_errors: dict[str, str] = {}
+        self._writes: set[asyncio.Task[None]] = set()
+        records = await asyncio.to_thread(self.registry.owned_by, index)
+        for record in records:
+            if record.desired != "creating":  # a create still under way belongs to its caller
+                self._restoring[record.session_id] = asyncio.Event()
+        self.restored = len(self._restoring)
+        self._restore_task = asyncio.create_task(self._restore(), name="fleet-restore")
+        log.info("%s up (pid %d): restoring %d session(s)", self.name, os.getpid(),
+                 self.restored)
+
+    # -- recovery ------------------------------------------------------------------------
+    async def _restore(self) -> None:
+        while self._restoring:
+            ids = list(self._restoring)
+            await asyncio.gather(*(self._restore_one(sid) for sid in ids))
+            if self._restoring:
+                await asyncio.sleep(RESTORE_RETRY_S)
+
+    async def _restore_one(self, session_id: str) -> None:
+        record = await asyncio.to_thread(self.registry.get, session_id)
+        if record is None or record.owner != self.index:  # deleted or moved meanwhile
+            self._restored(session_id)
+            return
+        try:
+            session = await self._create(SessionSpec.from_dict(record.spec), rejoin=True)
+        except SessionError as exc:
+            self._restore_errors[session_id] = exc.message
+            log.warning("%s: session %s not restored yet: %s", self.name, session_id, exc.message)
+            return
+        if record.latched:
+            # Through the rooms' own path: the session latches as it did before.
+            latch = session.joints_in.on_emergency_stop
+            if latch is not None:
+                latch(record.latch_reason)
+        if record.latched or record.desired == "stopped":
+            if session.state == SessionState.READY:
+                session.state = SessionState.STOPPED
+        elif record.desired == "running":
+            await session.start()
+        self._restore_errors.pop(session_id, None)
+        self._restored(session_id)
+        log.info("%s: session %s restored (%s%s)", self.name, session_id, record.desired,
+                 ", latched" if record.latched else "")
+
+    def _restored(self, session_id: str) -> None:
+        event = self._restoring.pop(session_id, None)
+        if event is not None:
+            event.set()
+
+    async def _settled(self, session_id: str, timeout_s: float = 10.0) -> None:
+        """Calls for a session being restored wait for it (briefly)."""
+        event = self._restoring.get(session_id)
+        if event is None:
+            return
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except TimeoutError:
+            raise DependencyUnavailable(
+                f"session {session_id!r} is being restored on {self.name}: "
+                f"{self._restore_errors.get(session_id, 'not ready yet')}"
+            ) from None
+
+    # -- sessions ------------------------------------------------------------------------
+    async def _create(self, spec: SessionSpec, rejoin: bool = False) -> Session:
+        await self.manager.create(spec, rejoin=rejoin)
+        session = self.manager.get(spec.session_id)
+        self._watch_latch(session)
+        return session
+
+    def _watch_latch(self, session: Session) -> None:
+        """Record an emergency stop from any of the session's rooms, after the session's
+        own handler latched it (synchronously, first)."""
+        sid = session.session_id
+        clients: list[Any] = [session.joints_in, session.commands_out,
+                              *session.cameras.values()]
+        for client in clients:
+            first: Callable[[str], None] | None = client.on_emergency_stop
+
+            def chained(reason: str, first: Callable[[str], None] | None = first) -> None:
+                if first is not None:
+                    first(reason)
+                self._write(sid, desired="stopped", latched=True,
+                            latch_reason=reason or "no reason given")
+
+            client.on_emergency_stop = chained
+
+    def _write(self, session_id: str, **changes: Any) -> None:
+        task = asyncio.create_task(asyncio.to_thread(self._update, session_id, changes))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def _update(self, session_id: str, changes: dict[str, Any]) -> None:
+        self.registry.update(session_id, **changes)
+
+    async def _desired(self, session_id: str, desired: Desired) -> None:
+        await asyncio.to_thread(self._update, session_id,
+                                {"desired": desired, "latched": False, "latch_reason": ""})
+
+    async def _guard(self, call: Callable[[], Awaitable[Any]]) -> Reply:
+        try:
+            return _ok(await call())
+        except SessionError as exc:
+            return _error(exc)
+
+    async def create(self, spec: dict[str, Any]) -> Reply:
+        async def run() -> Any:
+            parsed = SessionSpec.from_dict(spec)
+            session = await self._create(parsed)
+            await asyncio.to_thread(self._update, parsed.session_id, {"desired": "ready"})
+            return asdict(session.rooms())
+        return await self._guard(run)
+
+    async def start(self, session_id: str) -> Reply:
+        return await self._transition(session_id, "start", "running")
+
+    async def stop(self, session_id: str) -> Reply:
+        return await self._transition(session_id, "stop", "stopped")
+
+    async def restart(self, session_id: str) -> Reply:
+        return await self._transition(session_id, "restart", "running")
+
+    async def _transition(self, session_id: str, method: str, desired: Desired) -> Reply:
+        async def run() -> str:
+            await self._settled(session_id)
+            session = await getattr(self.manager, method)(session_id)
+            await self._desired(session_id, desired)
+            return str(session.state.value)
+        return await self._guard(run)
+
+    async def delete(self, session_id: str) -> Reply:
+        async def run() -> None:
+            await self._settled(session_id)
+            await self.manager.delete(session_id)
+        return await self._guard(run)
+
+    async def reset(self, session_id: str) -> Reply:
+        async def run() -> None:
+            await self._settled(session_id)
+            await self.manager.reset(session_id)
+        return await self._guard(run)
+
+    async def status(self, session_id: str) -> Reply:
+        async def run() -> dict[str, Any]:
+            await self._settled(session_id)
+            status = await self.manager.status(session_id)
+            status["stats"]["worker"] = {"name": self.name, "pid": os.getpid(),
+                                         "up_s": round(time.time() - self.started_at, 3)}
+            return status
+        return await self._guard(run)
+
+    async def queue_info(self, session_id: str) -> Reply:
+        async def run() -> dict[str, Any]:
+            await self._settled(session_id)
+            return self.manager.get(session_id).queue_info()
+        return await self._guard(run)
+
+    async def list(self) -> dict[str, str]:
+        states = {s.session_id: s.state.value for s in self.manager.sessions()}
+        states.update({sid: SessionState.INITIALIZING.value for sid in self._restoring})
+        return states
+
+    async def health(self) -> dict[str, Any]:
+        import ray
+
+        return {
+            "name": self.name, "index": self.index, "pid": os.getpid(),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "sessions": len(self.manager.sessions()) + len(self._restoring),
+            "capacity": self.settings.worker_max_sessions,
+            "restoring": sorted(self._restoring), "restore_errors": dict(self._restore_errors),
+            "restored_at_boot": self.restored, "started_at": self.started_at,
+        }
+
+    async def pid(self) -> int:
+        return os.getpid()
+
+    async def close_all(self) -> None:
+        """Delete every session of this worker (the local fleet shutting down)."""
+        self._restore_task.cancel()
+        await self.manager.close_all()
+        await self.triton.close()
+
+
+def not_found(session_id: str) -> SessionNotFound:
+    return SessionNotFound(f"session {session_id!r} not found")
+
+
+def record_for(spec: SessionSpec, owner: int) -> SessionRecord:
+    return SessionRecord(session_id=spec.session_id, owner=owner, spec=spec.to_dict(),
+                         desired="creating", created_at=time.time())
