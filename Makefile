@@ -31,7 +31,7 @@ $(TRITON_VENV)/.stamp: orchestrator/triton/server-requirements.txt
 	$(TRITON_VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
 	$(TRITON_VENV)/bin/python -m pip install $(PIP_FLAGS) -r orchestrator/triton/server-requirements.txt
 	@if [ -n "$(GPU)" ]; then \
-	  $(TRITON_VENV)/bin/python -m pip uninstall $(PIP_FLAGS) -y onnxruntime && \
+	  $(TRITON_VENV)/bin/python -m pip uninstall $(PIP_FLAGS) -y onnxruntime onnxruntime-gpu; \
 	  $(TRITON_VENV)/bin/python -m pip install $(PIP_FLAGS) "onnxruntime-gpu[cuda,cudnn]" \
 	    "numpy>=1.26,<2"; fi
 	@touch $@
