@@ -1,10 +1,10 @@
 """Check a hub repo or checkpoint folder before anything is created, and fetch hub files.
 
 Torch-free: only ``huggingface_hub`` and small JSON files. The hub settings (``HF_HOME``,
-``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, ``HF_TOKEN``) are read from the environment at each
-call, not when huggingface_hub is imported, so a process (or a test) that sets them later is
-honoured. Every bad input raises :class:`SourceError` with a one-line message. Blocking:
-call through ``asyncio.to_thread`` from async code.
+``HF_HUB_CACHE``, ``HF_HUB_OFFLINE``, ``HF_TOKEN``, ``HF_ENDPOINT``) are read from the
+environment at each call, not when huggingface_hub is imported, so a process (or a test)
+that sets them later is honoured. Every bad input raises :class:`SourceError` with a
+one-line message. Blocking: call through ``asyncio.to_thread`` from async code.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ class HubOptions:
     cache_dir: Path
     offline: bool
     token: str | None
+    endpoint: str | None = None  # HF_ENDPOINT: a hub mirror
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> HubOptions:
@@ -58,7 +59,12 @@ class HubOptions:
             xdg = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
             cache = Path(xdg) / "huggingface" / "hub"
         offline = env.get("HF_HUB_OFFLINE", "").strip().lower() in _TRUE
-        return cls(cache_dir=cache.expanduser(), offline=offline, token=env.get("HF_TOKEN") or None)
+        return cls(
+            cache_dir=cache.expanduser(),
+            offline=offline,
+            token=env.get("HF_TOKEN") or None,
+            endpoint=env.get("HF_ENDPOINT") or None,
+        )
 
 
 @dataclass(frozen=True)
@@ -128,7 +134,7 @@ def fetch_hub(
 ) -> Path:
     """``snapshot_download`` with one-line errors; returns the snapshot folder, whose name is
     the resolved commit sha. ``allow_patterns`` limits what is downloaded."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import (
         GatedRepoError,
         HFValidationError,
@@ -138,6 +144,9 @@ def fetch_hub(
     )
 
     options = options or HubOptions.from_env()
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import; its HTTP layer refuses every
+    # request while the flag is set, so keep it in step with the settings of this call.
+    constants.HF_HUB_OFFLINE = options.offline
     wanted = revision or DEFAULT_REVISION
     what = "dataset" if repo_type == "dataset" else "hub repo"
     folder = _repo_folder(options, repo_id, repo_type)
@@ -151,6 +160,7 @@ def fetch_hub(
             cache_dir=options.cache_dir,
             local_files_only=options.offline,
             token=options.token,
+            endpoint=options.endpoint,
             allow_patterns=list(allow_patterns) if allow_patterns is not None else None,
         )
     except GatedRepoError as exc:

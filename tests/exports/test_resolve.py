@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -122,3 +125,55 @@ def test_parse_then_resolve(hub: Path) -> None:
     source = parse_source(f"org/policy@{sha}")
     assert isinstance(source, HubSource)
     assert resolve_source(source).revision == sha
+
+
+class _StandInHub(http.server.BaseHTTPRequestHandler):
+    """Answers the hub API's repo-info call with the hub's own error headers.
+
+    A stand-in: the tests have no network, so the hub's online refusals (unknown repo,
+    unknown revision, gated repo) cannot be caused for real; everything on the client side
+    (huggingface_hub's error mapping, our messages) is real.
+    """
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        path = self.path.split("?")[0]
+        code, error = 404, "RepoNotFound"
+        if path.startswith("/api/models/org/policy/revision/"):
+            code, error = 404, "RevisionNotFound"
+        elif path.startswith("/api/models/org/gated/"):
+            code, error = 403, "GatedRepo"
+        body = json.dumps({"error": f"{error} (stand-in hub)"}).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("X-Error-Code", error)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def online_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StandInHub)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    yield url
+    server.shutdown()
+    server.server_close()
+
+
+def test_online_refusals_are_told_apart(online_hub: str) -> None:
+    assert "org/nothing not found on the hub (private? set HF_TOKEN)" in _error(
+        HubSource("org/nothing", None)
+    )
+    assert "revision 'v9' does not exist in hub repo org/policy" in _error(
+        HubSource("org/policy", "v9")
+    )
+    assert "org/gated is gated" in _error(HubSource("org/gated", None))
