@@ -29,7 +29,7 @@ from orchestrator.sessions import report
 from orchestrator.sessions.capture import JointReadings, align
 from orchestrator.sessions.observation import Observation, ObservationBuilder
 from orchestrator.sessions.policy import PolicyRef
-from orchestrator.sessions.scheduler import Outbox, membership, scheduler_for
+from orchestrator.sessions.scheduler import Outbox, TickMetrics, membership, scheduler_for
 from orchestrator.settings import BlendMode
 from orchestrator.triton.client import (
     BadInput,
@@ -125,6 +125,7 @@ class ControlLoop:
         # Commands leave through the session's own task: a tick only hands them over.
         self.outbox = Outbox(publish, self._on_sent, name=session_id)
         self._grid_offset: int | None = None  # grid tick - own tick, while shared-ticked
+        self._m = TickMetrics(session_id)
         # The last chunks merged, with the observation each came from: for debug and for
         # checking published commands against the model's output.
         self.recent_chunks: deque[tuple[Observation, np.ndarray]] = deque(maxlen=32)
@@ -261,7 +262,7 @@ class ControlLoop:
     def _tick(self, k: int, now: float, clock: TickClock) -> None:
         lateness = clock.lateness(k, now)
         self.counters.lateness.append(lateness)
-        metrics.TICK_JITTER.labels(self.session_id).observe(abs(lateness))
+        self._m.jitter.observe(abs(lateness))
         freshness = self._freshness(now)
         decision = self.core.on_tick(k, now, freshness)
         self.counters.last_decision = decision
@@ -275,19 +276,19 @@ class ControlLoop:
             command = self.mapper.to_command(decision.command)
             self.outbox.put(command, time.monotonic(), self._chunk_obs)
             self.counters.commands_sent += 1
-            metrics.COMMANDS_SENT.labels(self.session_id).inc()
+            self._m.commands.inc()
             if self._last_publish is not None:
-                metrics.TICK_PERIOD.labels(self.session_id).observe(now - self._last_publish)
+                self._m.period.observe(now - self._last_publish)
             self._last_publish = now
             if self._chunk_obs is not None:
                 self.counters.obs_to_command.append(time.monotonic() - self._chunk_obs.oldest_stamp)
         elif decision.underrun:
-            metrics.UNDERRUNS.labels(self.session_id).inc()
+            self._m.underruns.inc()
         if decision.command is None:
-            metrics.HOLDS.labels(self.session_id, decision.reason.value).inc()
-        metrics.PLAN_LENGTH.labels(self.session_id).set(decision.horizon)
+            self._m.hold(decision.reason.value).inc()
+        self._m.plan.set(decision.horizon)
         if freshness.age is not None:
-            metrics.OBSERVATION_AGE.labels(self.session_id).set(freshness.age)
+            self._m.age.set(freshness.age)
         if decision.request_inference:
             observation = self.builder.snapshot(
                 k, now, self.mapper.state(), {c: s.latest() for c, s in self._cameras.items()},
