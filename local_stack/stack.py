@@ -141,6 +141,7 @@ def banner(settings: Settings, models: list[str]) -> str:
     key = ' -H "X-API-Key: $ORCHESTRATOR_API_KEY"' if settings.api_key else ""
     return (
         f"\nOrchestrator API: {api}   docs: {api}/docs   metrics: {api}/metrics\n"
+        f"Console: {api}/console\n"
         f"Models: {', '.join(models)}\nCreate a session:\n"
         f"  curl -s -X POST {api}/sessions -H 'Content-Type: application/json'{key} \\\n"
         f"    -d '{{\"session_id\": \"robot1\", \"policy_path\": \"{model}\", "

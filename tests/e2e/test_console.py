@@ -139,24 +139,29 @@ async def test_console_creates_runs_stops_and_deletes_a_session(
 async def test_console_shows_the_api_error_detail_and_keeps_the_form(
     browser: Browser, orchestrator: Orchestrator, arena: ArenaServerProcess
 ) -> None:
-    sid = f"console-bad-{uuid.uuid4().hex[:6]}"
+    sid = f"console-dup-{uuid.uuid4().hex[:6]}"
+    body = {"session_id": sid, "policy_path": "tiny_act", "camera_names": ["front"],
+            "arena_server_url": arena.base_url}
+    await orchestrator.create_session(**body)
     page = await open_console(browser, f"{orchestrator.base_url}/console")
     await expect(page.locator("#f-model option[value=tiny_act]")).to_have_count(1)
-    await page.fill("#f-session", sid)
-    await page.fill("#f-cameras", "front, side")  # the model has one camera: refused
+    await page.fill("#f-session", sid)  # taken: the API refuses it
+    await page.fill("#f-cameras", "front")
     await page.fill("#f-arena", arena.base_url)
+    await page.fill("#f-rate", "25")
     await page.click("#f-submit")
 
     # The same request straight to the API: the page shows exactly its detail.
-    body = {"session_id": sid, "policy_path": "tiny_act", "camera_names": ["front", "side"],
-            "arena_server_url": arena.base_url}
     response = await orchestrator.http.post("/sessions", json=body)
-    assert response.status_code == 400, response.text
+    assert response.status_code == 409, response.text
     await expect(page.locator("#error-text")).to_have_text(response.json()["detail"])
     await expect(page.locator("#f-session")).to_have_value(sid)
-    await expect(page.locator("#f-cameras")).to_have_value("front, side")
+    await expect(page.locator("#f-cameras")).to_have_value("front")
     await expect(page.locator("#f-arena")).to_have_value(arena.base_url)
-    assert (await orchestrator.http.get(f"/sessions/{sid}")).status_code == 404
+    await expect(page.locator("#f-rate")).to_have_value("25")
+    await expect(row(page, sid)).to_have_count(1)  # the existing session, unchanged
+    assert (await orchestrator.status(sid))["status"] == "ready"
+    assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
 
 
 async def test_console_shows_a_lost_server_as_lost_not_as_no_sessions(
@@ -175,7 +180,7 @@ async def test_console_shows_a_lost_server_as_lost_not_as_no_sessions(
     await expect(page.locator("#empty")).to_be_hidden()
 
 
-async def test_console_works_with_an_api_key_kept_in_the_page(
+async def test_console_under_api_works_with_an_api_key_kept_in_the_page(
     browser: Browser, e2e_triton: LocalTriton
 ) -> None:
     key = "console-" + uuid.uuid4().hex
@@ -183,7 +188,9 @@ async def test_console_works_with_an_api_key_kept_in_the_page(
     async with run_orchestrator(settings) as orch:
         page = await browser.new_page()
         page.set_default_timeout(TIMEOUT_MS)
-        await page.goto(f"{orch.base_url}/console")  # the page itself needs no key
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        await page.goto(f"{orch.base_url}/api/console")  # the page itself needs no key
         await expect(page.locator("#conn")).to_contain_text("API key needed")
         await expect(page.locator("#error-text")).to_contain_text("authentication required")
         await page.fill("#api-key", key)
@@ -191,3 +198,7 @@ async def test_console_works_with_an_api_key_kept_in_the_page(
         await expect(page.locator("#conn")).to_have_text("connected")
         await expect(page.locator("#f-model option[value=tiny_act]")).to_have_count(1)
         await expect(page.locator("#error")).to_be_hidden()
+        # Served under /api, the page calls the API under /api.
+        calls = {url.removeprefix(orch.base_url).split("?")[0] for url in requested}
+        assert {"/api/sessions", "/api/models", "/api/health"} <= calls, calls
+        assert all(c.startswith("/api/") for c in calls), calls

@@ -190,10 +190,12 @@
     ConsolePlot.lines($("plot-commands"), series,
                       {xmin: -5, xmax: 0, xlabel: "seconds ago", empty: "no commands sent"});
     const now = Date.now();
+    const span = h.lat.length ? (now - h.lat[0][0]) / 1000 : LATENCY_WINDOW_S;
     ConsolePlot.lines($("plot-latency"), [
       {name: "p50", points: h.lat.map(r => [(r[0] - now) / 1000, r[1]])},
       {name: "p99", points: h.lat.map(r => [(r[0] - now) / 1000, r[2]])},
-    ], {xmin: -LATENCY_WINDOW_S, xmax: 0, xlabel: "seconds ago", empty: "no inference yet"});
+    ], {xmin: -Math.min(LATENCY_WINDOW_S, Math.max(10, span)), xmax: 0, xlabel: "seconds ago",
+        empty: "no inference yet"});
     $("detail-json").textContent = JSON.stringify(s, null, 2);
   }
 
