@@ -130,7 +130,8 @@ def parse_source(
 
 
 def _short_hash(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:8]
+    # surrogatepass: a path may hold lone surrogates (undecodable bytes, os.fsdecode).
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
 
 
 def _clean(text: str) -> str:

@@ -135,7 +135,7 @@ class _StandInHub(http.server.BaseHTTPRequestHandler):
     (huggingface_hub's error mapping, our messages) is real.
     """
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         path = self.path.split("?")[0]
         code, error = 404, "RepoNotFound"
         if path.startswith("/api/models/org/policy/revision/"):
