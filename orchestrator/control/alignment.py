@@ -60,15 +60,20 @@ def frame_capture_moment(
 
 
 def joint_capture_moment(
-    now: float, last_update: float | None, typical_interval_s: float | None
+    now: float, last_update: float | None, typical_interval_s: float | None,
+    producer_connected: bool = False,
 ) -> float | None:
     """When the joint state was read. A room forwards a joint only when it changes, so the
     arrival of the last change dates a moving arm; an arm that has been still for longer
-    than a few reading intervals is current now (its state has not changed since)."""
+    than a few reading intervals is current now (its state has not changed since). So is
+    one whose robot is still connected when no interval is known yet (a robot that sent
+    one reading and stood still)."""
     if last_update is None:
         return None
     age = now - last_update
-    if typical_interval_s is not None and age > 3.0 * typical_interval_s:
+    if typical_interval_s is None:
+        return now if producer_connected else last_update
+    if age > 3.0 * typical_interval_s:
         return now
     return last_update
 

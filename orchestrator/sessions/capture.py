@@ -31,9 +31,10 @@ class JointReadings:
         self._intervals.clear()
         self.last = None
 
-    def captured_at(self, now: float, last_update: float | None) -> float | None:
+    def captured_at(self, now: float, last_update: float | None,
+                    producer_connected: bool = False) -> float | None:
         typical = float(np.median(self._intervals)) if self._intervals else None
-        return joint_capture_moment(now, last_update, typical)
+        return joint_capture_moment(now, last_update, typical, producer_connected)
 
 
 @dataclass(frozen=True)

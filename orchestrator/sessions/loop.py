@@ -292,7 +292,8 @@ class ControlLoop:
         if decision.request_inference:
             observation = self.builder.snapshot(
                 k, now, self.mapper.state(), {c: s.latest() for c, s in self._cameras.items()},
-                joints_captured_at=self.joint_readings.captured_at(now, self.mapper.last_update),
+                joints_captured_at=self.joint_readings.captured_at(
+                    now, self.mapper.last_update, self._joints_alive()),
                 camera_latency_s=self.settings.camera_latency_s,
             )
             self._inference = asyncio.create_task(

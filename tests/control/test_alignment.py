@@ -210,3 +210,14 @@ def test_snapshot_alignment_steps_back_at_clean_merges_too() -> None:
     clean = set(run.merges) - set(run.unclean_merges)
     seen = dict(run.published)
     assert any(k in seen and k - 1 in seen and seen[k] < seen[k - 1] for k in clean)
+
+
+def test_a_still_robot_that_sent_one_reading_is_current_while_connected() -> None:
+    """The room forwards changes only: one reading, then silence, from a robot still
+    connected as the room's producer, is its state now, not seconds ago."""
+    from orchestrator.control.alignment import joint_capture_moment
+
+    assert joint_capture_moment(10.0, 2.0, None, producer_connected=True) == 10.0
+    assert joint_capture_moment(10.0, 2.0, None, producer_connected=False) == 2.0
+    assert joint_capture_moment(10.0, 9.99, 0.033, producer_connected=True) == 9.99
+    assert joint_capture_moment(10.0, None, None, producer_connected=True) is None
