@@ -220,3 +220,13 @@ def source_matches(info: Mapping[str, str], source: HubSource | FolderSource) ->
     resolved = info.get(SOURCE_REVISION_KEY, "").lower()
     wanted = (source.revision or "").lower()
     return bool(resolved) and _SHA_PREFIX.match(wanted) is not None and resolved.startswith(wanted)
+
+
+def matching_models(
+    models: Mapping[str, Mapping[str, str]], source: HubSource | FolderSource
+) -> list[str]:
+    """Names of the served models (name -> metadata) exported from ``source``; the default
+    name first when it is among them, then by name, so every caller picks the same one."""
+    hits = sorted(name for name, info in models.items() if source_matches(info, source))
+    default = default_model_name(source)
+    return sorted(hits, key=lambda name: name != default)

@@ -15,6 +15,7 @@ from orchestrator.exports.source import (
     HubSource,
     default_model_name,
     is_hub_repo_id,
+    matching_models,
     parse_source,
     provenance_metadata,
     source_matches,
@@ -176,3 +177,12 @@ def test_folder_provenance(source: FolderSource) -> None:
 def test_models_without_provenance_never_match() -> None:
     assert not source_matches({}, HubSource("org/name", None))
     assert not source_matches({}, FolderSource(Path("/x")))
+
+
+def test_matching_models_prefers_the_default_name() -> None:
+    source = HubSource("org/name", None)
+    info = provenance_metadata(source, SHA)
+    other = provenance_metadata(HubSource("org/other", None), SHA)
+    models = {"zz": info, "aa": info, "org--name": info, "b": other, "c": {}}
+    assert matching_models(models, source) == ["org--name", "aa", "zz"]
+    assert matching_models({"b": other}, source) == []
