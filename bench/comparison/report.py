@@ -42,7 +42,7 @@ def _alpha(i: int, count: int) -> float:
 
 
 def plot_model(size: str, section: dict[str, Any], samples: dict[str, Any],
-               out_dir: Path, label: str = "comparison") -> list[Path]:
+               out_dir: Path, stem: str = "comparison") -> list[Path]:
     """Latency CDFs, jitter histograms, sessions vs achieved rate for one model size."""
     out_dir.mkdir(parents=True, exist_ok=True)
     designs = [d for d in COLORS if d in samples] + [d for d in samples if d not in COLORS]
@@ -67,7 +67,7 @@ def plot_model(size: str, section: dict[str, Any], samples: dict[str, Any],
             ax.legend(fontsize=7)
     fig.suptitle(f"{size} ACT: latency CDFs (darker = more sessions)")
     fig.tight_layout()
-    paths.append(out_dir / f"{label}_{size}_latency_cdf.png")
+    paths.append(out_dir / f"{stem}_{size}_latency_cdf.png")
     fig.savefig(paths[-1], dpi=100)
     plt.close(fig)
 
@@ -90,7 +90,7 @@ def plot_model(size: str, section: dict[str, Any], samples: dict[str, Any],
     axes[0][0].set_ylabel("periods")
     fig.suptitle(f"{size} ACT: tick period jitter (dashed: 5 ms)")
     fig.tight_layout()
-    paths.append(out_dir / f"{label}_{size}_jitter_hist.png")
+    paths.append(out_dir / f"{stem}_{size}_jitter_hist.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
 
@@ -120,7 +120,7 @@ def plot_model(size: str, section: dict[str, Any], samples: dict[str, Any],
         ax.legend(fontsize=8)
     fig.suptitle(f"{size} ACT: sessions vs achieved rate and jitter")
     fig.tight_layout()
-    paths.append(out_dir / f"{label}_{size}_rate.png")
+    paths.append(out_dir / f"{stem}_{size}_rate.png")
     fig.savefig(paths[-1], dpi=110)
     plt.close(fig)
     return paths
