@@ -1,23 +1,26 @@
-"""Soak: many session lifecycles, then many sessions running for minutes, all for real.
+"""Soak that measures the orchestrator alone: its processes, sampled from outside.
 
-    .venv/bin/python -m bench.soak [--cycles 200] [--sessions 16] [--minutes 10]
+    .venv/bin/python -m bench.soak [--sessions 16] [--minutes 30] [--cycles 100]
 
-Starts its own room server and local Triton (a tiny ACT-shaped ONNX model with the SO-100
-joints), runs the orchestrator API in-process on uvicorn, and drives it over HTTP like a
-client. Each session has its own simulated robot (joints, WebRTC camera).
+The orchestrator runs as its own process (``python -m orchestrator``, the production entry
+point) against its own room server and local Triton (a tiny ACT-shaped ONNX model with the
+SO-100 joints). The simulated robots, and their logs of every command received, run in
+one more process (``bench.comparison.fleet``, as in ``python -m bench``), so nothing the
+bench keeps lives in a measured process.
 
-1. ``--cycles`` sessions are created, started, driven until their robot got commands,
-   stopped and deleted (``--parallel`` at a time).
-2. ``--sessions`` sessions run together for ``--minutes``. Every command a session publishes
-   is recorded (the bench wraps the loop's publish function: instrumentation only) and
-   compared with what its robot received, in order: lost and out-of-order commands.
+1. ``--cycles`` sessions are created, started, stopped and deleted over HTTP (``--parallel``
+   at a time, no robot: the lifecycle's own leaks).
+2. ``--sessions`` sessions, each with its robot (joints and a WebRTC camera), run for
+   ``--minutes``. Every orchestrator process (the API's process and its descendants, the
+   ``--pid`` processes and those whose command line holds ``--match``: session workers) is
+   sampled every ``--sample-s``: RSS, fds, threads. The RSS slope is fitted after
+   ``--warmup-min`` (MiB per 10 minutes).
+3. Commands: per session, what its outbox sent (from the session's status) against what its
+   robot received; the orchestrator's own counts of commands replaced, refused or failed.
 
-Resources (asyncio tasks, open fds and sockets, threads, RSS, Python heap blocks and
-gc-tracked objects) are taken at the start (idle,
-after one warm-up cycle), after the cycles, and at the end, each time with no session and
-no robot alive, so they compare like with like; during the soak they are sampled too
-(then they include the robots and the bench's own records of every command).
-Writes ``bench/results/soak.json``.
+``--explain`` also measures what one command costs an in-process robot's log (Python heap
+blocks per command kept, and given back when the log is cleared): the growth the earlier
+in-process soak saw. Writes ``bench/results/soak.json``.
 """
 
 from __future__ import annotations
@@ -26,251 +29,323 @@ import argparse
 import asyncio
 import contextlib
 import gc
-import itertools
 import json
 import logging
+import os
 import platform
-import statistics
+import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
+import numpy as np
 import psutil
 
 from arena_server.launcher import LocalArenaServer
-from orchestrator.settings import Settings
+from bench.comparison.fleet import Fleet, FleetConfig, RobotRooms
 from orchestrator.triton.launcher import LocalTriton
-from sim_robot.robot import SimRobot
-from tests.support.orchestrator import Orchestrator, run_orchestrator, wait_for
+from tests.support.arena import free_port
 from tests.support.policies import write_so100_model
-from tests.support.rooms import full_commands, robot_for
 
 MODEL = "so100_soak"
-WINDOW = 200  # commands searched ahead/behind when aligning the two streams
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
 
 
-def resources() -> dict[str, Any]:
-    gc.collect()
-    proc = psutil.Process()
-    return {
-        "asyncio_tasks": len(asyncio.all_tasks()),
-        "open_fds": proc.num_fds(),
-        "sockets": len(proc.net_connections(kind="all")),
-        "threads": threading.active_count(),
-        "os_threads": proc.num_threads(),
-        "rss_mib": round(proc.memory_info().rss / 2**20, 1),
-        # Python's own heap: RSS keeps freed memory (allocator arenas, codec buffers), so
-        # growth of live Python objects shows here, not there.
-        "py_allocated_blocks": sys.getallocatedblocks(),
-        "gc_objects": len(gc.get_objects()),
-    }
+# -- the measured processes --------------------------------------------------------------
+class ApiProcess:
+    """``python -m orchestrator`` in its own process (the environment is passed on, plus
+    ``env``: e.g. ``ORCHESTRATOR_WORKERS``)."""
+
+    def __init__(self, triton_url: str, arena_url: str, max_sessions: int,
+                 env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.command = [sys.executable, "-m", "orchestrator", "--host", "127.0.0.1",
+                        "--port", str(self.port), "--triton-url", triton_url,
+                        "--arena-default-url", arena_url, "--max-sessions", str(max_sessions),
+                        "--triton-timeout-s", "5", "--log-level", "WARNING"]
+        self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = log_path
+
+    async def start(self, timeout_s: float = 60.0) -> None:
+        with self.log_path.open("ab") as log:  # its log, not the bench's console
+            self.proc = subprocess.Popen(self.command, env=self.env, stdout=log,
+                                         stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(timeout=2.0) as http:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"orchestrator exited with {self.proc.returncode}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await http.get(f"{self.url}/health")).status_code == 200:
+                        return
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"orchestrator not healthy at {self.url} after {timeout_s} s")
+
+    def stop(self) -> int | None:
+        if self.proc is None:
+            return None
+        self.proc.terminate()
+        try:
+            return self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait(10)
 
 
-async def settled(max_wait_s: float = 15.0) -> dict[str, Any]:
-    """Resources once closing sockets and exiting tasks are gone (two equal samples)."""
-    last = resources()
-    deadline = time.monotonic() + max_wait_s
-    while time.monotonic() < deadline:
-        await asyncio.sleep(1.0)
-        now = resources()
-        if now == last:
-            break
-        last = now
-    return last
+def orchestrator_processes(api_pid: int, pids: list[int], match: list[str]
+                           ) -> list[psutil.Process]:
+    found: dict[int, psutil.Process] = {}
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(api_pid)
+        for p in [root, *root.children(recursive=True)]:
+            found[p.pid] = p
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            found[pid] = psutil.Process(pid)
+    if match:
+        for p in psutil.process_iter(["cmdline"]):
+            line = " ".join(p.info["cmdline"] or [])
+            if any(m in line for m in match):
+                found[p.pid] = p
+    return list(found.values())
 
 
-def body(sid: str, arena: LocalArenaServer) -> dict[str, Any]:
+def sample(procs: list[psutil.Process]) -> dict[str, Any]:
+    per: dict[str, Any] = {}
+    for p in procs:
+        with contextlib.suppress(psutil.Error), p.oneshot():
+            per[str(p.pid)] = {"name": " ".join(p.cmdline()[:3])[:80],
+                               "rss_mib": round(p.memory_info().rss / 2**20, 2),
+                               "fds": p.num_fds(), "threads": p.num_threads()}
+    return {"rss_mib": round(sum(v["rss_mib"] for v in per.values()), 2),
+            "fds": sum(v["fds"] for v in per.values()),
+            "threads": sum(v["threads"] for v in per.values()), "processes": per}
+
+
+def slope_per_10min(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, Any]:
+    """Least-squares RSS slope over the samples after the warm-up."""
+    pts = [(s["t_s"], s["rss_mib"]) for s in samples if s["t_s"] >= warmup_s]
+    if len(pts) < 3:
+        return {"mib_per_10min": None, "samples": len(pts)}
+    t, rss = np.array(pts).T
+    k = float(np.polyfit(t, rss, 1)[0])
+    return {"mib_per_10min": round(k * 600, 3), "samples": len(pts),
+            "from_s": round(float(t[0]), 1), "rss_first_mib": float(rss[0]),
+            "rss_last_mib": float(rss[-1]), "rss_max_mib": float(rss.max())}
+
+
+# -- 1. lifecycles ------------------------------------------------------------------------
+def body(sid: str, arena_url: str) -> dict[str, Any]:
     return {"session_id": sid, "policy_path": MODEL, "camera_names": ["front"],
-            "arena_server_url": arena.base_url}
+            "arena_server_url": arena_url}
 
 
-# -- 1. lifecycles ----------------------------------------------------------------------
-async def one_cycle(orch: Orchestrator, arena: LocalArenaServer) -> float:
-    started = time.monotonic()
-    sid = f"cycle-{uuid.uuid4().hex[:8]}"
-    created = await orch.create_session(**body(sid, arena))
-    try:
-        async with robot_for(created, arena.base_url) as robot:
-            response = await orch.http.post(f"/sessions/{sid}/start")
-            assert response.status_code == 200, response.text
-            await wait_for(lambda: len(robot.received) >= 3, 60, f"commands for {sid}")
-            response = await orch.http.post(f"/sessions/{sid}/stop")
-            assert response.status_code == 200, response.text
-    finally:
-        response = await orch.http.delete(f"/sessions/{sid}")
-        assert response.status_code == 200, response.text
-    return time.monotonic() - started
+async def _ok(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code != 200:
+        raise RuntimeError(f"{response.request.method} {response.request.url.path}: "
+                           f"{response.status_code} {response.text[:200]}")
+    out: dict[str, Any] = response.json()
+    return out
 
 
-async def cycles(orch: Orchestrator, arena: LocalArenaServer, total: int, parallel: int
+async def cycles(http: httpx.AsyncClient, arena_url: str, total: int, parallel: int
                  ) -> dict[str, Any]:
     gate = asyncio.Semaphore(parallel)
-    durations: list[float] = []
     failures: list[str] = []
 
-    async def guarded() -> None:
+    async def one() -> None:
+        sid = f"cycle-{uuid.uuid4().hex[:8]}"
         async with gate:
             try:
-                durations.append(await one_cycle(orch, arena))
+                await _ok(await http.post("/sessions", json=body(sid, arena_url)))
+                await _ok(await http.post(f"/sessions/{sid}/start"))
+                await _ok(await http.post(f"/sessions/{sid}/stop"))
             except Exception as exc:
                 failures.append(f"{type(exc).__name__}: {exc}"[:300])
+            finally:
+                with contextlib.suppress(httpx.HTTPError):
+                    await http.delete(f"/sessions/{sid}")
 
     started = time.monotonic()
-    await asyncio.gather(*(guarded() for _ in range(total)))
-    return {
-        "cycles": total, "parallel": parallel, "ok": len(durations), "failed": len(failures),
-        "failures": failures[:10], "wall_s": round(time.monotonic() - started, 1),
-        "cycle_s": _summary(durations),
-        "sessions_left": len(orch.manager.sessions()),
-    }
+    await asyncio.gather(*(one() for _ in range(total)))
+    left = (await http.get("/sessions")).json()
+    return {"cycles": total, "parallel": parallel, "failed": len(failures),
+            "failures": failures[:10], "wall_s": round(time.monotonic() - started, 1),
+            "sessions_left": len(left) if isinstance(left, list) else left}
 
 
-# -- 2. soak ----------------------------------------------------------------------------
-def command_key(values: Mapping[str, float]) -> int:
-    """A compact fingerprint of one full command (the bench keeps one per command sent, so
-    its own memory stays small beside the orchestrator's)."""
-    return hash(json.dumps(dict(values), sort_keys=True))
-
-
-def record_publishes(orch: Orchestrator, sid: str) -> list[int]:
-    """Keep every command the session loop sent (through its publish observers)."""
-    sent: list[int] = []
-
-    def recording(values: Mapping[str, float], at: float, ok: bool, source: object) -> None:
-        if ok:
-            sent.append(command_key(values))
-
-    orch.manager.get(sid).loop.publish_observers.append(recording)
-    return sent
-
-
-def compare(sent: list[int], robot: SimRobot) -> dict[str, int]:
-    """Align what the robot got with what was sent. The server forwards only changed
-    joints, so a command equal to the previous one never arrives: compare full commands."""
-    keys: list[int] = []
-    for sent_key in sent:
-        if not keys or sent_key != keys[-1]:
-            keys.append(sent_key)
-    got = full_commands(list(robot.received))
-    lost = out_of_order = unknown = 0
-    cursor = 0  # the next expected command
-    for command in got:
-        key = command_key(command)
-        # The same values may recur (joints resting on a limit): match the nearest one ahead.
-        ahead = next((j for j in range(cursor, min(len(keys), cursor + WINDOW))
-                      if keys[j] == key), None)
-        if ahead is not None:
-            lost += ahead - cursor
-            cursor = ahead + 1
-        elif key in keys[max(0, cursor - WINDOW):cursor]:
-            out_of_order += 1
-        else:
-            unknown += 1
-    lost += len(keys) - cursor
-    return {"sent": len(sent), "sent_distinct": len(keys), "received": len(got),
-            "lost": lost, "out_of_order": out_of_order, "unknown": unknown}
-
-
-async def soak(orch: Orchestrator, arena: LocalArenaServer, count: int, minutes: float,
-               sample_every_s: float) -> dict[str, Any]:
-    sids = [f"soak-{i:02d}-{uuid.uuid4().hex[:6]}" for i in range(count)]
+# -- 2. soak ------------------------------------------------------------------------------
+async def soak(http: httpx.AsyncClient, arena_url: str, args: argparse.Namespace,
+               procs: Any) -> dict[str, Any]:
+    sids = [f"soak-{i:02d}-{uuid.uuid4().hex[:6]}" for i in range(args.sessions)]
+    rooms = []
+    for sid in sids:
+        c = await _ok(await http.post("/sessions", json=body(sid, arena_url)))
+        rooms.append(RobotRooms(c["workspace_id"], c["joint_input_room_id"],
+                                c["joint_output_room_id"], dict(c["camera_room_ids"])))
+    fleet = Fleet(FleetConfig(arena_url, rooms, fps=args.camera_fps, width=64, height=48,
+                              joint_rate=30.0))
     samples: list[dict[str, Any]] = []
-    async with contextlib.AsyncExitStack() as stack:
-        robots: dict[str, SimRobot] = {}
-        sent: dict[str, list[int]] = {}
+    try:
+        await fleet.start()
         for sid in sids:
-            created = await orch.create_session(**body(sid, arena))
-            stack.push_async_callback(orch.http.delete, f"/sessions/{sid}")
-            robots[sid] = await stack.enter_async_context(robot_for(created, arena.base_url))
-            sent[sid] = record_publishes(orch, sid)
-        for sid in sids:
-            assert (await orch.http.post(f"/sessions/{sid}/start")).status_code == 200
+            await _ok(await http.post(f"/sessions/{sid}/start"))
         started = time.monotonic()
-        while (elapsed := time.monotonic() - started) < minutes * 60:
-            await asyncio.sleep(min(sample_every_s, max(0.0, minutes * 60 - elapsed)))
-            samples.append({"t_s": round(time.monotonic() - started, 1), **resources(),
-                            "commands": sum(len(r.received) for r in robots.values())})
+        total_s = args.minutes * 60
+        while (elapsed := time.monotonic() - started) < total_s:
+            await asyncio.sleep(min(args.sample_s, max(0.0, total_s - elapsed)))
+            samples.append({"t_s": round(time.monotonic() - started, 1), **sample(procs())})
         duration = time.monotonic() - started
         for sid in sids:
-            await orch.http.post(f"/sessions/{sid}/stop")
-        await asyncio.sleep(1.0)  # the last commands land
-        per_session = {}
+            await _ok(await http.post(f"/sessions/{sid}/stop"))
+        await asyncio.sleep(2.0)  # the last commands land
+        statuses = [(await _ok(await http.get(f"/sessions/{sid}")))["stats"] for sid in sids]
+        records = await fleet.collect([])
+    finally:
+        await fleet.close()
         for sid in sids:
-            stats = (await orch.status(sid))["stats"]
-            arrivals = [c.arrived_at for c in robots[sid].received]
-            gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-            per_session[sid] = {
-                **compare(sent[sid], robots[sid]),
-                "commands_per_s": round(len(arrivals) / duration, 2),
-                "arrival_gap_ms": _summary([g * 1000 for g in gaps]),
-                "underruns": stats["plan_underruns"], "errors": stats["errors_by_kind"],
-                "inference_count": stats["inference_count"],
-                "inference_latency_ms": stats["inference_latency_ms"],
-            }
-    totals = {k: sum(s[k] for s in per_session.values())
-              for k in ("sent", "received", "lost", "out_of_order", "unknown", "underruns")}
-    return {"sessions": count, "minutes": round(duration / 60, 2), "totals": totals,
+            with contextlib.suppress(httpx.HTTPError):
+                await http.delete(f"/sessions/{sid}")
+    per_session = {}
+    for sid, stats, record in zip(sids, statuses, records, strict=True):
+        out = stats.get("outbox", {})
+        received = len(record.received)
+        per_session[sid] = {
+            "handed": out.get("handed"), "sent": out.get("sent"), "received": received,
+            # The room forwards only changed joints: an exact repeat never arrives, so this
+            # is an upper bound on commands lost between the orchestrator and the robot.
+            "sent_not_received": None if out.get("sent") is None else out["sent"] - received,
+            "superseded": out.get("superseded"), "not_sent": out.get("not_sent"),
+            "failed": out.get("failed"), "underruns": stats.get("plan_underruns"),
+            "errors": stats.get("errors_by_kind"),
+            "commands_per_s": round(received / duration, 2),
+        }
+    keys = ("handed", "sent", "received", "sent_not_received", "superseded", "not_sent",
+            "failed", "underruns")
+    totals = {k: sum(int(s[k] or 0) for s in per_session.values()) for k in keys}
+    return {"sessions": args.sessions, "minutes": round(duration / 60, 2), "totals": totals,
+            "rss_slope": slope_per_10min(samples, args.warmup_min * 60),
             "per_session": per_session, "samples": samples}
 
 
-def _summary(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"n": 0, "p50": None, "p99": None, "max": None}
-    ordered = sorted(values)
-    return {"n": len(values), "p50": round(statistics.median(ordered), 3),
-            "p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3),
-            "max": round(ordered[-1], 3)}
+# -- the earlier growth, explained -------------------------------------------------------
+async def record_cost(arena: LocalArenaServer, commands: int = 3000) -> dict[str, Any]:
+    """Python heap blocks that an in-process robot's command log keeps per command."""
+    from orchestrator.arena.rest import ArenaRest
+    from orchestrator.arena.robotics import RoboticsProducer
+    from sim_robot.robot import SimRobot
+
+    ws, room = f"explain-{uuid.uuid4().hex[:6]}", "commands"
+    rest = ArenaRest(arena.base_url)
+    await rest.create_robotics_room(ws, room)
+    joints = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll",
+              "gripper")
+    robot = SimRobot(arena.base_url, ws, joint_output=room, joints=joints,
+                     max_velocity=1e6, limits=(-1e6, 1e6))
+    producer = RoboticsProducer(arena.base_url, ws, room)
+    await robot.start()
+    await producer.start()
+    try:
+        gc.collect()
+        before = sys.getallocatedblocks()
+        for i in range(commands):
+            await producer.send_joints({j: float(i * 7 + n) for n, j in enumerate(joints)})
+            if i % 50 == 0:
+                await asyncio.sleep(0)
+        deadline = time.monotonic() + 30
+        while len(robot.received) < commands and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        received = len(robot.received)
+        gc.collect()
+        kept = sys.getallocatedblocks()
+        robot.received.clear()
+        gc.collect()
+        cleared = sys.getallocatedblocks()
+    finally:
+        await producer.stop()
+        await robot.stop()
+        await rest.delete_robotics_room(ws, room)
+        await rest.aclose()
+    return {"commands": commands, "received": received,
+            "blocks_per_command_kept": round((kept - before) / max(1, received), 2),
+            "blocks_per_command_given_back_on_clear": round((kept - cleared) / max(1, received),
+                                                            2)}
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
+    env = dict(kv.split("=", 1) for kv in args.env)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         repo = Path(tmp) / "models"
         write_so100_model(repo, MODEL)
         with (LocalArenaServer() as arena,
               LocalTriton(repo, work_dir=Path(tmp) / "triton") as triton):
-            settings = Settings(triton_url=triton.grpc_url, triton_timeout_s=5.0,
-                                max_sessions=max(64, args.sessions + args.parallel))
-            async with run_orchestrator(settings) as orch:
-                # Warm-up (one batch): thread pools, channels, codecs, allocator arenas.
-                await cycles(orch, arena, args.parallel, args.parallel)
-                start = await settled()
-                print(f"start: {start}", flush=True)
-                cycled = await cycles(orch, arena, args.cycles, args.parallel)
-                after_cycles = await settled()
-                print(f"cycles: {cycled['ok']} ok, {cycled['failed']} failed in "
-                      f"{cycled['wall_s']} s; {after_cycles}", flush=True)
-                soaked = await soak(orch, arena, args.sessions, args.minutes, args.sample_s)
-                end = await settled()
-                print(f"soak totals: {soaked['totals']}; end: {end}", flush=True)
-    growth = {k: round(end[k] - start[k], 1) for k in start}
+            api = ApiProcess(triton.grpc_url, arena.base_url,
+                             max(64, args.sessions + args.parallel), env,
+                             args.out.with_suffix(".orchestrator.log"))
+            await api.start()
+            assert api.proc is not None
+            api_pid = api.proc.pid
+
+            def procs() -> list[psutil.Process]:
+                return orchestrator_processes(api_pid, args.pid, args.match)
+
+            try:
+                async with httpx.AsyncClient(base_url=api.url, timeout=30.0) as http:
+                    start = sample(procs())
+                    cycled = await cycles(http, arena.base_url, args.cycles, args.parallel)
+                    after_cycles = sample(procs())
+                    print(f"cycles: {cycled['failed']} failed in {cycled['wall_s']} s; RSS "
+                          f"{start['rss_mib']} -> {after_cycles['rss_mib']} MiB", flush=True)
+                    soaked = await soak(http, arena.base_url, args, procs)
+                    await asyncio.sleep(5.0)
+                    end = sample(procs())
+                    print(f"soak: {soaked['totals']}; RSS slope after warm-up "
+                          f"{soaked['rss_slope']}; end RSS {end['rss_mib']} MiB", flush=True)
+            finally:
+                code = api.stop()
+            explained = await record_cost(arena) if args.explain else None
+            if explained:
+                print(f"in-process robot log: {explained}", flush=True)
     return {
-        "bench": "soak", "machine": platform.platform(), "cpus": psutil.cpu_count(),
-        "settings": vars(args), "resources": {"start": start, "after_cycles": after_cycles,
-                                              "end": end, "growth": growth},
-        "cycles": cycled, "soak": soaked,
+        "bench": "soak (orchestrator alone, sampled from outside)",
+        "machine": platform.platform(), "cpus": psutil.cpu_count(),
+        "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
+        "note": "shared machine: other agents' processes run beside it",
+        "settings": {**vars(args), "command": api.command, "env": env},
+        "resources": {"start": start, "after_cycles": after_cycles, "end": end},
+        "cycles": cycled, "soak": soaked, "api_exit_code": code,
+        "in_process_robot_log": explained,
     }
 
 
 def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cycles", type=int, default=200)
+    parser.add_argument("--cycles", type=int, default=100)
     parser.add_argument("--parallel", type=int, default=8, help="lifecycles at a time")
     parser.add_argument("--sessions", type=int, default=16)
-    parser.add_argument("--minutes", type=float, default=10.0)
-    parser.add_argument("--sample-s", type=float, default=15.0)
+    parser.add_argument("--minutes", type=float, default=30.0)
+    parser.add_argument("--warmup-min", type=float, default=2.0,
+                        help="minutes of the soak left out of the RSS slope")
+    parser.add_argument("--sample-s", type=float, default=10.0)
+    parser.add_argument("--camera-fps", type=float, default=10.0)
+    parser.add_argument("--pid", type=int, action="append", default=[],
+                        help="another orchestrator process to sample (repeatable)")
+    parser.add_argument("--match", action="append", default=[],
+                        help="also sample processes whose command line holds this (workers)")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="environment for the orchestrator (e.g. ORCHESTRATOR_WORKERS=2)")
+    parser.add_argument("--explain", action="store_true",
+                        help="also measure an in-process robot log's heap blocks per command")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    for handler in logging.getLogger().handlers:  # the app's log ring lowers the root level
-        handler.setLevel(logging.WARNING)
-        # The tiny random model is clamped all the time; the counts are in the results.
-        handler.addFilter(lambda record: "safety" not in record.getMessage())
     result = asyncio.run(main(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
