@@ -7,7 +7,10 @@ it with what the plan already holds and trims the plan to ``max_ahead`` ticks.
 Blends, for a tick covered by both the plan (``old``) and the chunk (``a[i]``):
 * crossfade: ``(1 - w) * old + w * a[i]`` with ``w = min(1, (i + 1) / L)``; ``L`` is
   ``crossfade_ticks``, shortened to the old plan's remaining length from ``k_obs`` so the
-  fade always completes before the old plan ends.
+  fade always completes before the old plan ends. With ``crossfade_anchor="merge"`` the
+  fade starts instead on the first overlapping tick still ahead (``w = 1/L`` there):
+  smoother when chunks disagree and arrive late (with observation-time alignment most of
+  an observation-anchored fade lies in the past), at the price of depending on lateness.
 * ensemble: weighted mean of every proposal for the tick, proposal ``j`` (0 = oldest)
   weighing ``exp(-m * j)`` (ACT's temporal ensembling).
 * replace: ``a[i]``.
@@ -25,6 +28,7 @@ import numpy as np
 
 BlendMode = Literal["crossfade", "ensemble", "replace"]
 BLEND_MODES: tuple[BlendMode, ...] = ("crossfade", "ensemble", "replace")
+CrossfadeAnchor = Literal["observation", "merge"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class Plan:
         blend: BlendMode = "crossfade",
         crossfade_ticks: int = 10,
         ensemble_m: float = 0.01,
+        crossfade_anchor: CrossfadeAnchor = "observation",
     ) -> None:
         if action_dim < 1:
             raise ValueError(f"action_dim must be >= 1, got {action_dim}")
@@ -65,6 +70,10 @@ class Plan:
             raise ValueError(f"crossfade_ticks must be >= 1, got {crossfade_ticks}")
         if not math.isfinite(ensemble_m) or ensemble_m < 0:
             raise ValueError(f"ensemble_m must be finite and >= 0, got {ensemble_m}")
+        if crossfade_anchor not in ("observation", "merge"):
+            raise ValueError(f"crossfade_anchor must be observation or merge, got "
+                             f"{crossfade_anchor!r}")
+        self.crossfade_anchor: CrossfadeAnchor = crossfade_anchor
         self.action_dim = action_dim
         self.max_ahead = max_ahead
         self.blend: BlendMode = blend
@@ -131,7 +140,12 @@ class Plan:
         start = max(0, k_now + 1 - k_obs)  # a[i] with k_obs + i <= k_now is in the past
         limit = k_now + self.max_ahead
         added = blended = trimmed = 0
-        ramp = self._ramp_length(k_obs)
+        # The fade's first index: a[0] (the observation), or the first tick both cover ahead.
+        first = 0
+        if self.crossfade_anchor == "merge":
+            first = next((i for i in range(start, arr.shape[0]) if k_obs + i in self._slots),
+                         start)
+        ramp = self._ramp_length(k_obs + first)
         merged = dict(self._slots)
         for i in range(start, arr.shape[0]):
             tick = k_obs + i
@@ -144,7 +158,7 @@ class Plan:
                 merged[tick] = _Slot(new.copy(), 1.0, 1)
                 added += 1
                 continue
-            merged[tick] = self._blend(old, new, i, ramp)
+            merged[tick] = self._blend(old, new, i - first, ramp)
             blended += 1
         # Old ticks are never beyond the limit: they were merged with an earlier k_now.
         self._slots = {t: merged[t] for t in sorted(merged)}

@@ -5,9 +5,10 @@ robot executes each command half a period after its tick (the command path's del
 which the nearest-tick rule is exact: the tick nearest the capture is the one after the
 last command the arm had executed) and the camera sees it there.
 
-"The past" is the stream between the capture and the merge: when it was no ramp (a hold
-at the start or when the plan ran dry, or the seam of an earlier such chunk), a chunk
-that continues the older position cannot continue the stream too. Such merges are
+"The past" is the stream between the capture and the merge, and the plan ahead: when it
+was no ramp (a hold at the start or when the plan ran dry, or the seam of an earlier such
+chunk, published or still planned), a chunk that continues the older position cannot
+continue the stream too, and a blend inherits what the plan held. Such merges are
 reported as unclean and left out (a startup jump can even keep recurring when the latency
 locks the captures onto the seams).
 """
@@ -88,6 +89,11 @@ def run_closed_loop(sc: Loop, ticks: int = 160) -> Run:
             ramp = last >= 0 and all(
                 a is not None and b is not None and abs(b - a - per_tick) <= 1e-9 * max(1, abs(b))
                 for a, b in itertools.pairwise(past)) and past[-1:] != [None]
+            # ...and the plan ahead continues it (else a blend inherits the plan's own seam).
+            if ramp and past and core.plan.snapshot():
+                base_k, base_v = k - 1, past[-1]
+                ramp = all(abs(v[0] - base_v - (t - base_k) * per_tick) <= 1e-9 * max(1, abs(v[0]))
+                           for t, v in core.plan.snapshot())
             if not ramp:
                 unclean.append(k)
             merges.append(k)
