@@ -47,12 +47,12 @@ def test_docker_compose_config_accepts_every_profile() -> None:
         pytest.skip("docker-compose (Debian package) not installed on this machine")
     result = subprocess.run(
         [tool, "-f", str(COMPOSE), "--profile", "export", "--profile", "local-arena",
-         "config", "--services"],
+         "--profile", "monitoring", "config", "--services"],
         capture_output=True, text=True, timeout=60, cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == {"triton", "orchestrator", "arena", "local-arena",
-                                          "export"}
+                                          "export", "prometheus", "grafana"}
 
 
 def test_triton_service_is_production_ready(compose: dict[str, Any]) -> None:
