@@ -89,6 +89,10 @@ async def test_console_creates_runs_stops_and_deletes_a_session(
 ) -> None:
     sid = f"console-{uuid.uuid4().hex[:6]}"
     page = await open_console(browser, f"{orchestrator.base_url}/console")
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    await page.reload()  # from the first byte, with every request seen
+    await expect(page.locator("#conn")).to_have_text("connected")
 
     # The model list comes from Triton; the cameras from the chosen model's metadata.
     await expect(page.locator("#f-model option[value=tiny_act]")).to_have_count(1)
@@ -125,6 +129,13 @@ async def test_console_creates_runs_stops_and_deletes_a_session(
         await row(page, sid).locator("button[data-action=stop]").click()
         await expect(row(page, sid)).to_have_attribute("data-status", "stopped")
         assert (await orchestrator.status(sid))["status"] == "stopped"
+        # Restart works from any state; the robot gets commands again.
+        count = len(robot.received)
+        await row(page, sid).locator("button[data-action=restart]").click()
+        await expect(row(page, sid)).to_have_attribute("data-status", "running")
+        await wait_for(lambda: len(robot.received) >= count + 15, 30, "commands after restart")
+        await row(page, sid).locator("button[data-action=stop]").click()
+        await expect(row(page, sid)).to_have_attribute("data-status", "stopped")
 
     delete = row(page, sid).locator("button[data-action=delete]")
     await delete.click()
@@ -134,6 +145,9 @@ async def test_console_creates_runs_stops_and_deletes_a_session(
     assert (await orchestrator.http.get(f"/sessions/{sid}")).status_code == 404
     await expect(page.locator("#empty")).to_be_visible()
     await expect(page.locator("#error")).to_be_hidden()
+    # Offline: the page loaded nothing from anywhere but the orchestrator.
+    assert requested and all(u.startswith(orchestrator.base_url + "/") for u in requested), {
+        u for u in requested if not u.startswith(orchestrator.base_url)}
 
 
 async def test_console_shows_the_api_error_detail_and_keeps_the_form(
