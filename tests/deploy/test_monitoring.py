@@ -310,9 +310,10 @@ async def test_a_real_prometheus_answers_every_dashboard_query_and_evaluates_the
                 return False
 
             await wait_for(ready, 60, "Prometheus scraping both targets", interval_s=0.5)
-            # rate() over [1m] needs two samples of each series: a few scrapes.
-            await wait_for(lambda: query("rate(nv_inference_count[1m])"), 30, "Triton rates",
-                           interval_s=0.5)
+            async def rated() -> bool:  # rate() over [1m] needs two samples of each series
+                return bool(await query("rate(nv_inference_count[1m])"))
+
+            await wait_for(rated, 30, "Triton rates", interval_s=0.5)
             for title, expr in dashboard_targets():
                 result = await query(expr)
                 if any(GPU_ONLY.fullmatch(n) for n in metric_names(expr)):
