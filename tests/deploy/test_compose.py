@@ -52,7 +52,7 @@ def test_docker_compose_config_accepts_every_profile() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert set(result.stdout.split()) == {"triton", "orchestrator", "arena", "local-arena",
-                                          "export", "prometheus", "grafana"}
+                                          "export", "export-worker", "prometheus", "grafana"}
 
 
 def test_triton_service_is_production_ready(compose: dict[str, Any]) -> None:
