@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 from orchestrator.fleet.registry import Desired, Registry, SessionRecord
@@ -179,8 +179,12 @@ class SessionWorker:
         async def run() -> Any:
             parsed = SessionSpec.from_dict(spec)
             session = await self._create(parsed)
-            await asyncio.to_thread(self._update, parsed.session_id, {"desired": "ready"})
-            return asdict(session.rooms())
+            rooms = session.rooms()
+            # The workspace may have been chosen here: a restart must rejoin that one.
+            kept = replace(parsed, workspace_id=rooms.workspace_id).to_dict()
+            await asyncio.to_thread(self._update, parsed.session_id,
+                                    {"desired": "ready", "spec": kept})
+            return asdict(rooms)
         return await self._guard(run)
 
     async def start(self, session_id: str) -> Reply:

@@ -46,14 +46,15 @@ class Orchestrator:
 
 
 @contextlib.asynccontextmanager
-async def run_orchestrator(settings: Settings) -> AsyncIterator[Orchestrator]:
+async def run_orchestrator(settings: Settings, start_timeout_s: float = 30.0
+                           ) -> AsyncIterator[Orchestrator]:
     port = free_port()
     settings = settings.model_copy(update={"host": "127.0.0.1", "port": port})
     app = create_app(settings)
     server = QuietServer(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     task = asyncio.create_task(server.serve(), name="orchestrator-api")
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + start_timeout_s
         while not server.started:
             if task.done():
                 task.result()
