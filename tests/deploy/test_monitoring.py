@@ -266,11 +266,11 @@ def test_compose_monitoring_profile_is_valid_and_mounts_what_exists() -> None:
 
 
 async def test_a_real_prometheus_answers_every_dashboard_query_and_evaluates_the_rules(
-    scraped: dict[str, Any], tmp_path: Path
+    scraped: dict[str, Any], triton: LocalTriton, tmp_path: Path
 ) -> None:
     """Debian's Prometheus, with this config (targets pointed at the running orchestrator
     and local Triton), scrapes both; every non-GPU dashboard query returns series and every
-    alert rule evaluates without error."""
+    alert rule evaluates without error; with Triton stopped, TritonNotReady goes pending."""
     orch = scraped["orch"]
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
@@ -303,20 +303,24 @@ async def test_a_real_prometheus_answers_every_dashboard_query_and_evaluates_the
                 return result
 
             async def ready() -> bool:
-                with contextlib.suppress(httpx.HTTPError):
+                with contextlib.suppress(httpx.HTTPError, ValueError):  # not up yet
                     targets = (await http.get(f"{api}/targets")).json()["data"]["activeTargets"]
                     return len(targets) == 2 and all(t["health"] == "up" for t in targets) \
                         and bool(await query("orchestrator_commands_sent_total[10s]"))
                 return False
 
             await wait_for(ready, 60, "Prometheus scraping both targets", interval_s=0.5)
-            async def rated() -> bool:  # rate() over [1m] needs two samples of each series
-                return bool(await query("rate(nv_inference_count[1m])"))
+            panels = [(title, expr, any(GPU_ONLY.fullmatch(n) for n in metric_names(expr)))
+                      for title, expr in dashboard_targets()]
 
-            await wait_for(rated, 30, "Triton rates", interval_s=0.5)
-            for title, expr in dashboard_targets():
+            async def answered() -> bool:  # rate() over [1m] needs two samples of each series
+                return all([await query(e) for _, e, gpu in panels if not gpu])
+
+            with contextlib.suppress(AssertionError):  # the per-panel checks below say which
+                await wait_for(answered, 60, "every dashboard query answered", interval_s=1)
+            for title, expr, gpu in panels:
                 result = await query(expr)
-                if any(GPU_ONLY.fullmatch(n) for n in metric_names(expr)):
+                if gpu:
                     assert result == [], (title, expr)  # no GPU here
                 else:
                     assert result, f"panel {title!r}: no series for {expr}"
@@ -337,6 +341,18 @@ async def test_a_real_prometheus_answers_every_dashboard_query_and_evaluates_the
             # may be real on a loaded machine: those two rules are only evaluated here.)
             for name in ("SessionInError", "TritonNotReady"):
                 assert rules[name]["state"] == "inactive", (name, rules[name]["alerts"])
+
+            # Triton goes away for real: its alert turns pending (firing after its `for`).
+            triton.stop()
+
+            async def triton_alert() -> bool:
+                groups = (await http.get(f"{api}/rules")).json()["data"]["groups"]
+                states = {r["name"]: r["state"] for g in groups for r in g["rules"]}
+                return states["TritonNotReady"] in ("pending", "firing")
+
+            await wait_for(triton_alert, 60, "TritonNotReady pending", interval_s=0.5)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        if not triton.is_running():
+            triton.start()
