@@ -99,7 +99,8 @@ class RampOracle(torch.nn.Module):
             base = state + 0.0 * image[:, 0, 0, 0:1].to(torch.float32)
         if self.disagreement > 0:
             # A pseudo-random offset in [-d, d] from the observation itself.
-            phase = torch.frac(torch.abs(state[:, 0:1]) * 7.31 + 0.137)
+            x = torch.abs(state[:, 0:1]) * 7.31 + 0.137
+            phase = x - torch.floor(x)
             base = base + self.disagreement * (2.0 * phase - 1.0)
         out: torch.Tensor = base[:, None, :] + self.steps[None, :, :]
         return out

@@ -4,7 +4,10 @@ Every RTP packet carries a media timestamp (90 kHz for video); each RTCP sender 
 (SR) pairs one RTP timestamp with the sender's wall clock (NTP format) at that moment. A
 frame's sender time is then ``ntp_sr - (rtp_sr - rtp_frame) / 90000``. aiortc stamps its
 SR pair when the packet leaves, after encoding, and its RTP timestamps follow the track's
-``pts``: for a live camera the estimate is the capture plus the encoder's time (a few ms).
+``pts``: for a live camera the estimate is the capture plus that frame's delay to the
+wire (drawing, encoding, a busy sender's queue). That delay varies per report, never goes
+below zero, and the media clock runs with the wall clock, so the report that dates a frame
+earliest (of the last ``reports`` ones) is the one nearest the capture: we use it.
 
 The sender's wall clock means something here only when it agrees with ours. We trust it
 when the peer is on this host (every host candidate it offers carries one of our own
@@ -24,6 +27,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable
 from typing import Any, Literal
 
@@ -76,20 +80,20 @@ def _is_loopback(address: str) -> bool:
 class StreamTiming:
     """One receiver's SR pairs and what it needs to date its frames."""
 
-    def __init__(self, receiver: Any, mode: SenderClock = "auto", max_delay_s: float = 2.0
-                 ) -> None:
+    def __init__(self, receiver: Any, mode: SenderClock = "auto", max_delay_s: float = 2.0,
+                 reports: int = 20) -> None:
         self.mode = mode
         self.max_delay_s = max_delay_s
         self._receiver = receiver
-        self._sr: tuple[int, int] | None = None  # (ntp, rtp) of the latest sender report
+        self._sr: deque[tuple[int, int]] = deque(maxlen=reports)  # (ntp, rtp) of recent SRs
         self._trusted: bool | None = None if mode == "auto" else mode == "trust"
         self.rejected = 0  # estimates dropped as absurd (clocks that disagree)
         handle = getattr(receiver, "_handle_rtcp_packet", None)
         if mode != "ignore" and callable(handle):
             async def hooked(packet: Any) -> None:
                 info = getattr(packet, "sender_info", None)
-                if info is not None:
-                    self._sr = (int(info.ntp_timestamp), int(info.rtp_timestamp))
+                if info is not None and info.ntp_timestamp:  # 0: nothing was sent yet
+                    self._sr.append((int(info.ntp_timestamp), int(info.rtp_timestamp)))
                 await handle(packet)
 
             receiver._handle_rtcp_packet = hooked
@@ -117,14 +121,14 @@ class StreamTiming:
 
     def capture_time(self, pts: int | None, arrived_at: float) -> float | None:
         """Monotonic capture estimate of a frame with this ``pts`` (None: no usable one)."""
-        sr = self._sr
-        if sr is None or pts is None or not self.trusted():
+        if not self._sr or pts is None or not self.trusted():
             return None
         mapper = getattr(self._receiver, "_RTCRtpReceiver__timestamp_mapper", None)
         origin = getattr(mapper, "_origin", None)
         if not isinstance(origin, int):
             return None
-        wall = sender_time(sr[0], sr[1], (pts + origin) % (1 << 32))
+        rtp = (pts + origin) % (1 << 32)
+        wall = min(sender_time(ntp, rtp_sr, rtp) for ntp, rtp_sr in self._sr)
         captured = wall - (time.time() - time.monotonic())
         delay = arrived_at - captured
         if not -0.005 <= delay <= self.max_delay_s:

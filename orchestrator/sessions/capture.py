@@ -1,35 +1,60 @@
 """The loop's side of observation-time alignment: when the joint state was read, and which
-tick an observation's chunk belongs to (``orchestrator.control.alignment`` is the rule)."""
+tick an observation's chunk belongs to (``orchestrator.control.alignment`` is the rule).
+
+An observation is taken at its frames' capture: the joint state in it is the reading that
+was current at that moment (kept in a short history), not the newest one. Every part then
+shows (nearly) the same instant, as in the synchronized frames and states a policy is
+trained on, and the chunk aligned to the oldest part (that reading: at most one reading
+interval before the frame) continues the past whether the policy reads the joints or the
+pictures.
+"""
 
 from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
 from orchestrator.control.alignment import joint_capture_moment, observation_tick
 from orchestrator.control.timing import TickClock
-from orchestrator.sessions.observation import Observation
+from orchestrator.sessions.observation import Observation, frames_captured_at
 
 
 class JointReadings:
     """Arrival times of joint readings: the last one and the typical interval between them
     (a still arm sends nothing, so a long silence means "current", not "old")."""
 
-    def __init__(self, window: int = 32) -> None:
+    def __init__(self, window: int = 32, history: int = 256) -> None:
         self._intervals: deque[float] = deque(maxlen=window)
+        self._states: deque[tuple[float, np.ndarray]] = deque(maxlen=history)
         self.last: float | None = None
 
-    def note(self, at: float) -> None:
+    def note(self, at: float, state: np.ndarray | None = None) -> None:
         if self.last is not None and at > self.last:
             self._intervals.append(at - self.last)
         self.last = at
+        if state is not None:
+            self._states.append((at, state))
 
     def reset(self) -> None:
         self._intervals.clear()
+        self._states.clear()
         self.last = None
+
+    def state_at(self, moment: float) -> tuple[np.ndarray, float] | None:
+        """The reading current at ``moment`` (the last at or before it; before the history
+        starts, its oldest) and its own time. None without any reading."""
+        if not self._states:
+            return None
+        for at, state in reversed(self._states):
+            if at <= moment:
+                return state, at
+        at, state = self._states[0]
+        return state, at
 
     def captured_at(self, now: float, last_update: float | None,
                     producer_connected: bool = False) -> float | None:
@@ -55,3 +80,27 @@ def align(observation: Observation, clock: TickClock | None, stale_after_s: floa
     tick = observation_tick([observation.captured_at], observation.tick, clock.t0, clock.rate,
                             bound)
     return Alignment(tick, age, observation.dated_by)
+
+
+class _AlignSettings(Protocol):
+    @property
+    def align_to_capture(self) -> bool: ...
+    @property
+    def camera_latency_s(self) -> float | None: ...
+
+
+def observation_state(
+    readings: JointReadings, current: np.ndarray | None, frames: Mapping[str, Any], now: float,
+    last_update: float | None, producer_connected: bool, settings: _AlignSettings,
+) -> tuple[np.ndarray | None, float | None]:
+    """The joint state to observe with these frames, and its capture moment: the reading
+    current at the frames' capture when aligning (and the robot has reported), else the
+    newest state dated by the arrival of its last change."""
+    newest = readings.captured_at(now, last_update, producer_connected)
+    if current is None or not settings.align_to_capture:
+        return current, newest
+    moment = frames_captured_at(frames, settings.camera_latency_s)
+    found = None if moment is None else readings.state_at(moment)
+    if found is None:
+        return current, newest
+    return found

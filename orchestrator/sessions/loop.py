@@ -26,7 +26,7 @@ from orchestrator.control.timing import TickClock
 from orchestrator.observability import metrics
 from orchestrator.observability.logs import RateLimitedLogger
 from orchestrator.sessions import report
-from orchestrator.sessions.capture import JointReadings, align
+from orchestrator.sessions.capture import JointReadings, align, observation_state
 from orchestrator.sessions.observation import Observation, ObservationBuilder
 from orchestrator.sessions.policy import PolicyRef
 from orchestrator.sessions.scheduler import Outbox, TickMetrics, membership, scheduler_for
@@ -72,7 +72,8 @@ class LoopSettings:
     tick_scheduler: Literal["shared", "per_session"] = "shared"
     # Frames' video-path delay when their stream gives no capture time (None: 0).
     camera_latency_s: float | None = None
-    # Chunks start at their observation's capture tick (False: at the snapshot tick).
+    # Observations are taken at their frames' capture (the joint state current then) and
+    # chunks start at that tick (False: newest parts, chunks start at the snapshot tick).
     align_to_capture: bool = True
 
 
@@ -239,7 +240,10 @@ class ControlLoop:
     def _on_sent(self, command: Mapping[str, float], at: float, sent: bool,
                  source: Any) -> None:
         for observe in self.publish_observers:
-            observe(command, at, sent, source)
+            try:  # an observer (bench, console) must not end the session's sending
+                observe(command, at, sent, source)
+            except Exception:
+                log.exception("session %s: publish observer failed", self.session_id)
 
     async def _run_own_timer(self) -> None:
         loop_clock = time.monotonic
@@ -290,10 +294,12 @@ class ControlLoop:
         if freshness.age is not None:
             self._m.age.set(freshness.age)
         if decision.request_inference:
+            frames = {c: s.latest() for c, s in self._cameras.items()}
+            state, joints_at = observation_state(
+                self.joint_readings, self.mapper.state(), frames, now, self.mapper.last_update,
+                self._joints_alive(), self.settings)
             observation = self.builder.snapshot(
-                k, now, self.mapper.state(), {c: s.latest() for c, s in self._cameras.items()},
-                joints_captured_at=self.joint_readings.captured_at(
-                    now, self.mapper.last_update, self._joints_alive()),
+                k, now, state, frames, joints_captured_at=joints_at,
                 camera_latency_s=self.settings.camera_latency_s,
             )
             self._inference = asyncio.create_task(
@@ -305,7 +311,7 @@ class ControlLoop:
         forwards changes), merged by name into the model's state."""
         at = time.monotonic()
         if self.mapper.update(changed, at).accepted:
-            self.joint_readings.note(at)
+            self.joint_readings.note(at, self.mapper.state())
 
     def _freshness(self, now: float) -> Any:
         frame_ages: dict[str, float | None] = {}

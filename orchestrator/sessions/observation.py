@@ -64,6 +64,15 @@ def resize_nearest(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
     return rgb[rows[:, None], cols[None, :]]
 
 
+def frames_captured_at(frames: Mapping[str, Any], camera_latency_s: float | None
+                       ) -> float | None:
+    """The oldest capture moment among ``frames`` (None when there is none)."""
+    moments = [frame_capture_moment(f.arrived_at, getattr(f, "captured_at", None),
+                                    camera_latency_s)
+               for f in frames.values() if f is not None]
+    return min(moments, default=None)
+
+
 class ObservationBuilder:
     def __init__(self, contract: ModelContract) -> None:
         self.contract = contract
