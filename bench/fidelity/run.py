@@ -72,7 +72,7 @@ class Options:
     duration_s: float = 12.0
     warmup_s: float = 3.0
     rate_hz: float = 30.0
-    chunk_size: int = 50
+    chunk_size: int = 100  # ACT's default (chunk 50 cannot feed 30 Hz at 800 ms: see README)
     velocity: tuple[float, ...] = (20.0, -12.0)
     camera_fps: float = 10.0
     camera_hw: tuple[int, int] = (144, 192)
@@ -206,6 +206,7 @@ async def run_window(oracle: OracleSpec, latency: float, configs: list[Config],
         row["alignment_offset"] = stats.get("alignment_offset")
         row["inference_latency_ms"] = stats.get("inference_latency_ms")
         row["plan_underruns"] = stats.get("plan_underruns")
+        row["tick_lateness_ms"] = stats.get("tick_lateness_ms")  # the event loop's load
         row["trace"] = _trace(rec, tick_set, opts.trace_ticks)
         rows[cfg.label] = row
     return {"oracle": oracle.name, "source": oracle.source, "added_latency_s": latency,

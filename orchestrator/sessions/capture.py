@@ -45,21 +45,33 @@ class JointReadings:
         self._states.clear()
         self.last = None
 
-    def state_at(self, moment: float) -> tuple[np.ndarray, float] | None:
+    def state_at(self, moment: float, now: float, producer_connected: bool = False
+                 ) -> tuple[np.ndarray, float] | None:
         """The reading current at ``moment`` (the last at or before it; before the history
-        starts, its oldest) and its own time. None without any reading."""
+        starts, its oldest) and the moment it stands for: its own time, or ``moment`` when
+        the arm was still then (the room forwards changes only: no reading for a few
+        intervals, up to the next one or, without one, up to now while the robot is still
+        connected). None without any reading."""
         if not self._states:
             return None
+        later: float | None = None
         for at, state in reversed(self._states):
             if at <= moment:
-                return state, at
+                until = later if later is not None else now
+                still = joint_capture_moment(until, at, self.typical_interval(),
+                                             later is None and producer_connected) == until
+                return state, (moment if still and until > at else at)
+            later = at
         at, state = self._states[0]
         return state, at
 
+    def typical_interval(self) -> float | None:
+        return float(np.median(self._intervals)) if self._intervals else None
+
     def captured_at(self, now: float, last_update: float | None,
                     producer_connected: bool = False) -> float | None:
-        typical = float(np.median(self._intervals)) if self._intervals else None
-        return joint_capture_moment(now, last_update, typical, producer_connected)
+        return joint_capture_moment(now, last_update, self.typical_interval(),
+                                    producer_connected)
 
 
 @dataclass(frozen=True)
@@ -100,7 +112,7 @@ def observation_state(
     if current is None or not settings.align_to_capture:
         return current, newest
     moment = frames_captured_at(frames, settings.camera_latency_s)
-    found = None if moment is None else readings.state_at(moment)
+    found = None if moment is None else readings.state_at(moment, now, producer_connected)
     if found is None:
         return current, newest
     return found

@@ -39,6 +39,18 @@ def test_the_state_is_the_reading_current_at_the_frames_capture() -> None:
     assert state is not None and state[0] == 6.0 and at == 1.6
 
 
+def test_a_still_arm_is_current_at_the_frames_capture() -> None:
+    r = readings()  # readings every 0.1 s up to 1.9, then silence: the arm stopped
+    state, at = observation_state(r, np.array([9.0]), {"front": _Frame(3.0, 2.8)}, 3.0, 1.9,
+                                  True, _Settings())
+    assert state is not None and state[0] == 9.0 and at == 2.8
+    # A long gap between two readings: still in between.
+    r.note(5.0, np.array([10.0]))
+    state, at = observation_state(r, np.array([10.0]), {"front": _Frame(5.1, 4.0)}, 5.1, 5.0,
+                                  True, _Settings())
+    assert state is not None and state[0] == 9.0 and at == 4.0
+
+
 def test_older_than_the_history_falls_back_to_its_oldest_reading() -> None:
     state, at = observation_state(readings(), np.array([9.0]), {"front": _Frame(2.0, 0.5)},
                                   2.0, 1.9, True, _Settings())
