@@ -218,15 +218,16 @@ async def soak(http: httpx.AsyncClient, arena_url: str, args: argparse.Namespace
         received = len(record.received)
         per_session[sid] = {
             "handed": out.get("handed"), "sent": out.get("sent"), "received": received,
-            # The room forwards only changed joints: an exact repeat never arrives, so this
-            # is an upper bound on commands lost between the orchestrator and the robot.
-            "sent_not_received": None if out.get("sent") is None else out["sent"] - received,
+            # The room forwards only changed joints: an exact repeat never arrives.
+            "repeated": out.get("repeated"),
+            "lost": None if out.get("sent") is None
+            else out["sent"] - int(out.get("repeated") or 0) - received,
             "superseded": out.get("superseded"), "not_sent": out.get("not_sent"),
             "failed": out.get("failed"), "underruns": stats.get("plan_underruns"),
             "errors": stats.get("errors_by_kind"),
             "commands_per_s": round(received / duration, 2),
         }
-    keys = ("handed", "sent", "received", "sent_not_received", "superseded", "not_sent",
+    keys = ("handed", "sent", "received", "repeated", "lost", "superseded", "not_sent",
             "failed", "underruns")
     totals = {k: sum(int(s[k] or 0) for s in per_session.values()) for k in keys}
     return {"sessions": args.sessions, "minutes": round(duration / 60, 2), "totals": totals,
@@ -299,10 +300,20 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
             try:
                 async with httpx.AsyncClient(base_url=api.url, timeout=30.0) as http:
                     start = sample(procs())
-                    cycled = await cycles(http, arena.base_url, args.cycles, args.parallel)
+                    # Two halves: growth in the first is the allocator's high-water mark as
+                    # much as a leak; growth that continues in the second is a leak.
+                    half = args.cycles // 2
+                    cycled = await cycles(http, arena.base_url, half, args.parallel)
+                    after_half = sample(procs())
+                    second = await cycles(http, arena.base_url, args.cycles - half,
+                                          args.parallel)
                     after_cycles = sample(procs())
-                    print(f"cycles: {cycled['failed']} failed in {cycled['wall_s']} s; RSS "
-                          f"{start['rss_mib']} -> {after_cycles['rss_mib']} MiB", flush=True)
+                    cycled = {"first_half": cycled, "second_half": second,
+                              "rss_mib": [start["rss_mib"], after_half["rss_mib"],
+                                          after_cycles["rss_mib"]]}
+                    print(f"cycles: {second['failed'] + cycled['first_half']['failed']} "
+                          f"failed; RSS {cycled['rss_mib']} MiB (start, half, all)",
+                          flush=True)
                     soaked = await soak(http, arena.base_url, args, procs)
                     await asyncio.sleep(5.0)
                     end = sample(procs())

@@ -80,9 +80,9 @@ class TickScheduler:
             nxt = clock.next_tick(g, now())
             self.stats.missed_passes += max(0, nxt - g - 1) if self.stats.passes else 0
             g = nxt
-            delay = clock.deadline(g) - now()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            # Always yield, even when late: the outboxes must get to send between two passes
+            # (a late pass run at once would replace every command not sent yet).
+            await asyncio.sleep(max(0.0, clock.deadline(g) - now()))
             self._pass(g)
 
     def _pass(self, g: int) -> None:
@@ -161,6 +161,7 @@ class OutboxStats:
     superseded: int = 0  # replaced by a newer command before it could be sent
     dropped_on_stop: int = 0  # still waiting when the session stopped
     failed: int = 0  # the send raised
+    repeated: int = 0  # sent, equal to the previous command sent (a room forwards no change)
 
 
 class Outbox:
@@ -170,6 +171,7 @@ class Outbox:
                  on_done: SentCallback, name: str = "") -> None:
         self._send, self._on_done, self.name = send, on_done, name
         self._pending: tuple[Mapping[str, float], float, Any] | None = None
+        self._last_sent: Mapping[str, float] | None = None
         self._wake = asyncio.Event()
         self.stats = OutboxStats()
 
@@ -210,6 +212,9 @@ class Outbox:
             sent = False
         if sent:
             self.stats.sent += 1
+            if command == self._last_sent:
+                self.stats.repeated += 1
+            self._last_sent = command
         else:
             self.stats.not_sent += 1
         self._on_done(command, at, sent, context)
@@ -226,7 +231,7 @@ class Outbox:
         s = self.stats
         return {"handed": s.handed, "sent": s.sent, "not_sent": s.not_sent,
                 "superseded": s.superseded, "dropped_on_stop": s.dropped_on_stop,
-                "failed": s.failed}
+                "failed": s.failed, "repeated": s.repeated}
 
 
 @contextlib.contextmanager
