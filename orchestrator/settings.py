@@ -67,6 +67,9 @@ class Settings(BaseSettings):
         default="", description="Ray cluster to join (host:port); empty: start a local one."
     )
     ray_namespace: str = Field(default="orchestrator", min_length=1)
+    ray_connect_timeout_s: float = Field(
+        default=60.0, gt=0, description="Boot waits this long for Ray; then serves 503s and "
+        "keeps trying.")
     worker_max_sessions: int = Field(default=32, ge=1, description="Sessions one worker takes.")
 
     # Limits

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -91,26 +92,67 @@ class FleetRouter:
         self._ray_error: str | None = "not connected yet"
         self._owns_cluster = False
         self._refresher: asyncio.Task[None] | None = None
+        self._late: asyncio.Task[None] | None = None
+        self._hold = threading.Event()
 
     # -- connection ----------------------------------------------------------------------
     async def open(self) -> None:
-        """Connect and start (or find) the workers; on failure the API still serves and
-        answers 503 with the reason until Ray is reachable."""
+        """Connect and start (or find) the workers; when Ray cannot be reached the API
+        still serves, answering 503 with the reason, and joins once Ray answers."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bool] = loop.create_future()
+
+        def settle(owns: bool, exc: BaseException | None) -> None:
+            if not done.done():
+                done.set_result(owns) if exc is None else done.set_exception(exc)
+
+        def run() -> None:
+            try:
+                owns = connect(self.settings)
+                self._spawn()
+            except BaseException as exc:
+                loop.call_soon_threadsafe(settle, False, exc)
+            else:
+                loop.call_soon_threadsafe(settle, owns, None)
+                # Ray's local daemons die with the thread that started them (their parent
+                # death signal is per thread): this one lives as long as the connection.
+                self._hold.wait()
+
+        # A daemon thread: ray.init retries an unreachable address for minutes, and the
+        # process must still be able to exit meanwhile.
+        threading.Thread(target=run, name="fleet-connect", daemon=True).start()
+        wait_s = self.settings.ray_connect_timeout_s
         try:
-            self._owns_cluster = await asyncio.to_thread(connect, self.settings)
-            await asyncio.to_thread(self._spawn)
-            self._ray_error = None
+            self._owns_cluster = await asyncio.wait_for(asyncio.shield(done), wait_s)
+        except TimeoutError:
+            self._ray_error = f"no answer within {wait_s:.0f} s (still trying)"
+            log.error("fleet: Ray at %s: %s", self._address(), self._ray_error)
+            self._late = asyncio.create_task(self._connected_later(done), name="fleet-join")
         except Exception as exc:
             self._ray_error = f"{type(exc).__name__}: {exc}"
-            log.error("fleet: Ray at %s is unreachable: %s",
-                      self.settings.ray_address or "(local)", self._ray_error)
+            log.error("fleet: Ray at %s is unreachable: %s", self._address(), self._ray_error)
         else:
-            await self._wait_workers()
-            await self.refresh()
-            log.info("fleet: %d worker(s) on Ray %s (%s)", len(self._workers),
-                     ray.get_runtime_context().gcs_address,
-                     "started here" if self._owns_cluster else "joined")
+            await self._joined()
         self._refresher = asyncio.create_task(self._refresh_forever(), name="fleet-refresh")
+
+    def _address(self) -> str:
+        return self.settings.ray_address or "(local)"
+
+    async def _connected_later(self, done: asyncio.Future[bool]) -> None:
+        try:
+            self._owns_cluster = await done
+        except Exception as exc:
+            self._ray_error = f"{type(exc).__name__}: {exc}"
+            return
+        await self._joined()
+
+    async def _joined(self) -> None:
+        self._ray_error = None
+        await self._wait_workers()
+        await self.refresh()
+        log.info("fleet: %d worker(s) on Ray %s (%s)", len(self._workers),
+                 ray.get_runtime_context().gcs_address,
+                 "started here" if self._owns_cluster else "joined")
 
     async def _wait_workers(self, timeout_s: float = BOOT_TIMEOUT_S) -> None:
         """At boot, until every worker answers (spawning one takes seconds): sessions are
@@ -135,7 +177,7 @@ class FleetRouter:
     def _require_ray(self) -> None:
         if self._ray_error is not None:
             raise DependencyUnavailable(
-                f"no worker can take sessions: Ray at {self.settings.ray_address or '(local)'} "
+                f"no worker can take sessions: Ray at {self._address()} "
                 f"is unreachable ({self._ray_error})"
             )
 
@@ -354,18 +396,23 @@ class FleetRouter:
     async def close_all(self) -> None:
         """Leave the fleet. A local cluster started here ends with this process: its
         sessions are deleted (rooms too) and the workers stopped; a joined one keeps all."""
-        if self._refresher is not None:
-            self._refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._refresher
-        if self._ray_error is not None or not ray.is_initialized():
-            return
-        if self._owns_cluster:
-            await asyncio.gather(*(self._ask(i, "close_all", timeout_s=15, wait_restart=False)
-                                   for i in self._workers), return_exceptions=True)
-            for record in await self._kv(self.registry.all):
-                await self._kv(self.registry.delete, record.session_id)
-            for handle in self._workers.values():
-                with contextlib.suppress(Exception):
-                    ray.kill(handle, no_restart=True)
-        await asyncio.to_thread(ray.shutdown)
+        for task in (self._refresher, self._late):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        try:
+            if self._ray_error is not None or not ray.is_initialized():
+                return
+            if self._owns_cluster:
+                await asyncio.gather(*(self._ask(i, "close_all", timeout_s=15,
+                                                 wait_restart=False) for i in self._workers),
+                                     return_exceptions=True)
+                for record in await self._kv(self.registry.all):
+                    await self._kv(self.registry.delete, record.session_id)
+                for handle in self._workers.values():
+                    with contextlib.suppress(Exception):
+                        ray.kill(handle, no_restart=True)
+            await asyncio.to_thread(ray.shutdown)
+        finally:
+            self._hold.set()

@@ -7,14 +7,18 @@ API process joins the same cluster."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import signal
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import httpx
 import pytest
 import ray
 
@@ -22,7 +26,7 @@ from orchestrator.fleet.router import FleetRouter
 from orchestrator.fleet.worker import worker_name
 from orchestrator.triton.launcher import LocalTriton
 from tests.e2e.conftest import e2e_settings
-from tests.support.arena import ArenaServerProcess
+from tests.support.arena import ArenaServerProcess, free_port
 from tests.support.orchestrator import Orchestrator, run_orchestrator, wait_for
 from tests.support.rooms import robot_for, send_emergency_stop
 
@@ -44,7 +48,8 @@ async def fleet(e2e_triton: LocalTriton, arena: ArenaServerProcess
                 ) -> AsyncIterator[Orchestrator]:
     if not e2e_triton.is_running():
         e2e_triton.start()
-    settings = e2e_settings(e2e_triton, workers=2, worker_max_sessions=3, max_sessions=16)
+    settings = e2e_settings(e2e_triton, workers=2, worker_max_sessions=3, max_sessions=16,
+                            log_level="WARNING")
     async with run_orchestrator(settings, start_timeout_s=120) as orch:  # Ray: seconds
         yield orch
 
@@ -175,3 +180,113 @@ async def test_a_killed_worker_brings_its_sessions_back_and_the_latch_holds(
         assert record is not None and not record.latched and record.desired == "running"
     for sid in (a, b, c):
         assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+@contextlib.contextmanager
+def api_process(env: dict[str, str], timeout_s: float = 120.0) -> Iterator[str]:
+    """``python -m orchestrator`` in its own process (its own Ray driver); its base URL."""
+    port = free_port()
+    full = {**os.environ, **env, "ORCHESTRATOR_PORT": str(port), "ORCHESTRATOR_HOST": "127.0.0.1",
+            "ORCHESTRATOR_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "orchestrator"], env=full,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:] if proc.stderr else ""
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the second API process did not start"
+            time.sleep(0.25)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+async def test_a_second_api_process_lists_and_drives_the_same_sessions(
+    fleet: Orchestrator, arena: ArenaServerProcess, e2e_triton: LocalTriton
+) -> None:
+    a = new_id("sa")
+    created = await fleet.create_session(**body(a, arena))
+    env = {"ORCHESTRATOR_WORKERS": "2", "ORCHESTRATOR_RAY_ADDRESS": ray.get_runtime_context()
+           .gcs_address, "ORCHESTRATOR_TRITON_URL": e2e_triton.grpc_url}
+    with api_process(env) as other_url:
+        async with httpx.AsyncClient(base_url=other_url, timeout=30) as other, \
+                robot_for(created, arena.base_url) as robot:
+            listed = {s["session_id"] for s in (await other.get("/sessions")).json()}
+            assert a in listed
+            health = (await other.get("/health")).json()
+            assert all(w["alive"] for w in health["workers"].values()), health
+            # Driven from the other process: it starts, the robot moves, it stops.
+            response = await other.post(f"/sessions/{a}/start")
+            assert response.status_code == 200 and response.json()["status"] == "running"
+            await wait_for(lambda: len(robot.received) >= 20, 30, "commands")
+            assert (await fleet.status(a))["status"] == "running"
+            response = await other.post(f"/sessions/{a}/stop")
+            assert response.json()["status"] == "stopped"
+            assert (await fleet.status(a))["status"] == "stopped"
+            # A session created there is served here.
+            b = new_id("sb")
+            response = await other.post("/sessions", json=body(b, arena))
+            assert response.status_code == 200, response.text
+            await wait_for(lambda: any(s.session_id == b for s in router(fleet).sessions()), 10,
+                           "the other process's session listed here")
+            assert (await fleet.status(b))["status"] == "ready"
+            assert (await other.delete(f"/sessions/{b}")).status_code == 200
+            assert (await fleet.http.get(f"/sessions/{b}")).status_code == 404
+    # The other API leaving takes nothing with it.
+    assert (await fleet.status(a))["status"] == "stopped"
+    assert (await fleet.http.delete(f"/sessions/{a}")).status_code == 200
+
+
+async def test_503_when_every_worker_is_full_and_nothing_is_left_behind(
+    fleet: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    ids = [new_id("full") for _ in range(6)]  # 2 workers x 3 sessions
+    for sid in ids:
+        await fleet.create_session(**body(sid, arena))
+    extra = new_id("extra")
+    response = await fleet.http.post("/sessions", json=body(extra, arena))
+    assert response.status_code == 503, response.text
+    assert "every live worker is full" in response.json()["detail"]
+    assert router(fleet).registry.get(extra) is None
+    assert (await fleet.http.get(f"/sessions/{extra}")).status_code == 404
+    for sid in ids:
+        assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_503_when_no_worker_is_alive(fleet: Orchestrator, arena: ArenaServerProcess
+                                          ) -> None:
+    """Last in this module: the workers are killed for good."""
+    namespace = fleet.app.state.settings.ray_namespace
+    for index in (0, 1):
+        ray.kill(ray.get_actor(worker_name(index), namespace=namespace), no_restart=True)
+    sid = new_id("nobody")
+    async def refused() -> bool:
+        response = await fleet.http.post("/sessions", json=body(sid, arena))
+        return response.status_code == 503 and "no live worker" in response.json()["detail"]
+    await wait_for(refused, 20, "503: no live worker")
+    assert router(fleet).registry.get(sid) is None
+    health = (await fleet.http.get("/health")).json()
+    assert health["workers"] and not any(w["alive"] for w in health["workers"].values())
+
+
+def test_503_with_the_reason_when_ray_is_unreachable() -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    env = {"ORCHESTRATOR_WORKERS": "2", "ORCHESTRATOR_RAY_ADDRESS": dead,
+           "ORCHESTRATOR_RAY_CONNECT_TIMEOUT_S": "2", "ORCHESTRATOR_TRITON_URL": dead}
+    with api_process(env, timeout_s=60) as url:
+        response = httpx.post(f"{url}/sessions", timeout=30, json={
+            "session_id": "unreachable", "policy_path": "tiny_act"})
+        assert response.status_code == 503, response.text
+        assert "Ray at" in response.json()["detail"]
+        assert "unreachable" in response.json()["detail"]
+        health = httpx.get(f"{url}/health", timeout=30).json()
+        assert "unreachable" in health["workers"]["ray"]
