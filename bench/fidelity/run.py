@@ -69,7 +69,7 @@ class Options:
     configs: list[Config] = field(default_factory=lambda: stack_configs() + lerobot_configs())
     disagreement: float = 1.5  # max offset of the disagreeing oracle's plans (units)
     disagreement_latencies_s: list[float] = field(default_factory=lambda: [0.1])
-    duration_s: float = 12.0
+    duration_s: float = 20.0
     warmup_s: float = 3.0
     rate_hz: float = 30.0
     chunk_size: int = 100  # ACT's default (chunk 50 cannot feed 30 Hz at 800 ms: see README)

@@ -36,6 +36,7 @@ from .messages import (
     parse_robotics,
 )
 from .rest import ArenaError, ArenaRest, ArenaUnavailable, JoinRefused, check_base_url
+from .stream_clock import url_on_this_host, wall_to_monotonic
 
 logger = logging.getLogger(__name__)
 
@@ -300,6 +301,10 @@ class RoboticsConsumer(_RoboticsClient):
         self.on_joints = on_joints
         self._joints: dict[str, float] = {}
         self._last_reading_at: float | None = None
+        # When the server forwarded the reading being delivered (its `timestamp`, on our
+        # monotonic clock), if the server is on this host (same wall clock); else None.
+        self.last_forwarded_at: float | None = None
+        self._server_clock = url_on_this_host(self.base_url)
 
     @property
     def joints(self) -> dict[str, float]:
@@ -341,6 +346,7 @@ class RoboticsConsumer(_RoboticsClient):
         self._joints.update(changed)
         self.stats.readings += 1
         self._last_reading_at = time.monotonic()
+        self.last_forwarded_at = wall_to_monotonic(msg.timestamp) if self._server_clock else None
         if self.on_joints is not None:
             try:
                 self.on_joints(changed)

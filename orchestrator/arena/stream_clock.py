@@ -135,3 +135,30 @@ class StreamTiming:
             self.rejected += 1
             return None
         return min(captured, arrived_at)
+
+
+def url_on_this_host(url: str) -> bool:
+    """True when ``url`` names this host by a loopback name or address (the room server's
+    timestamps then come from our own wall clock)."""
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(url).hostname or "").lower()
+    return host == "localhost" or host.endswith(".localhost") or _is_loopback(host)
+
+
+def wall_to_monotonic(iso: str | None, max_age_s: float = 2.0) -> float | None:
+    """An ISO-8601 wall-clock stamp (a room server's ``timestamp``) on our monotonic clock;
+    None when absent, unreadable, in the future or older than ``max_age_s`` (clocks that
+    disagree)."""
+    if not iso:
+        return None
+    from datetime import datetime
+
+    try:
+        stamp = datetime.fromisoformat(iso).timestamp()
+    except (ValueError, TypeError, OverflowError):
+        return None
+    age = time.time() - stamp
+    if not -0.005 <= age <= max_age_s:
+        return None
+    return time.monotonic() - max(0.0, age)

@@ -114,6 +114,7 @@ class ControlLoop:
         )
         self.builder = ObservationBuilder(contract)
         self.joint_readings = JointReadings()
+        self.joint_stamp: Callable[[], float | None] | None = None  # see on_joints
         self._task: asyncio.Task[None] | None = None
         self._inference: asyncio.Task[None] | None = None
         self._clock: TickClock | None = None
@@ -311,7 +312,10 @@ class ControlLoop:
         forwards changes), merged by name into the model's state."""
         at = time.monotonic()
         if self.mapper.update(changed, at).accepted:
-            self.joint_readings.note(at, self.mapper.state())
+            # The room server's forward time when it shares our clock: a busy event loop
+            # hands readings over late, and a late stamp would align chunks too late.
+            sent = self.joint_stamp() if self.joint_stamp is not None else None
+            self.joint_readings.note(at if sent is None else min(sent, at), self.mapper.state())
 
     def _freshness(self, now: float) -> Any:
         frame_ages: dict[str, float | None] = {}

@@ -120,6 +120,7 @@ class Session:
             # Readings reach the loop as they arrive: only the joints that changed. Those
             # that came before it (the server forwards only changes) are handed over now.
             self.joints_in.on_joints = loop.on_joints
+            loop.joint_stamp = lambda: self.joints_in.last_forwarded_at
             joints, _ = self.joints_in.snapshot()
             if joints:
                 loop.on_joints(joints)
