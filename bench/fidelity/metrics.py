@@ -125,6 +125,8 @@ def crossfade_bound_violations(published: Mapping[int, np.ndarray], merges: Sequ
             if k in published and k - 1 in published:
                 rise = crossfade_weight(m, k) - crossfade_weight(m, k - 1)
                 step = np.abs(published[k] - published[k - 1])
-                if np.any(step > u + rise * m.gap + 1e-6):
+                # The model computes in float32: allow its rounding at these magnitudes.
+                tol = 1e-6 + 4e-7 * float(np.max(np.abs(published[k])))
+                if np.any(step > u + rise * m.gap + tol):
                     bad += 1
     return bad
