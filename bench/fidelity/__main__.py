@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.comparison.runner import machine
 
-from .report import plot_all, summary_lines
+from .report import markdown, plot_all, summary_lines
 from .run import Config, Options, run
 
 log = logging.getLogger("bench.fidelity")
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     path = out / "fidelity.json"
     path.write_text(json.dumps(report, indent=1))
+    (out / "fidelity.md").write_text(markdown(report))
     pngs = plot_all(report, out)
     sys.stderr.write(f"wrote {path} and {len(pngs)} plots in {report['elapsed_s']} s\n")
     return 0 if all("error" not in w for w in report["windows"]) else 1

@@ -132,3 +132,32 @@ def _plot_disagreement(windows: list[dict[str, Any]], out: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown tables (one per oracle): what bench/README.md quotes."""
+    out: list[str] = []
+    windows = [w for w in report["windows"] if "error" not in w]
+    for oracle in dict.fromkeys(w["oracle"] for w in windows):
+        ws = sorted((w for w in windows if w["oracle"] == oracle),
+                    key=lambda w: w["added_latency_s"])
+        lat = [f"+{w['added_latency_s'] * 1000:.0f} ms" for w in ws]
+        out.append(f"**{oracle}**: velocity error mean % (p99 |err| %) / backtracks at merges "
+                   "(anywhere) / lag ticks / seam ratio / starved ticks\n")
+        out.append("| config | " + " | ".join(lat) + " |")
+        out.append("|---|" + "---|" * len(ws))
+        for label in ws[0]["configs"]:
+            cells = []
+            for w in ws:
+                row = w["configs"].get(label)
+                if row is None:
+                    cells.append("-")
+                    continue
+                v, s = row["velocity_error_pct"], row["seams"]
+                cells.append(f"{_fmt(v['mean'])} ({_fmt(v['p99_abs'])}) / "
+                             f"{s['backtracks_at_merge']} ({s['backtracks']}) / "
+                             f"{_fmt(row['lag_ticks']['mean'])} / {_fmt(s['ratio'])} / "
+                             f"{row['starved_ticks']}")
+            out.append(f"| {label} | " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
