@@ -5,6 +5,7 @@ session rejoins its rooms and publishes again by itself."""
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -75,13 +76,21 @@ async def test_sessions_of_a_lost_node_resume_on_the_survivors(
                        30, "commands from both nodes")
         removed_at = time.monotonic()
         cluster.remove_node(lost, allow_graceful=False)
-        await wait_for(lambda: any(c.arrived_at > removed_at + 0.5 for c in robot_a.received),
-                       60, "the lost node's session publishing again")
-        resumed = min(c.arrived_at for c in robot_a.received if c.arrived_at > removed_at + 0.5)
-        print(f"\nnode removed: its session published again after {resumed - removed_at:.2f} s")
-        health = (await fleet.http.get("/health")).json()["workers"]
-        assert health[lost_worker]["alive"], health
-        assert health[lost_worker]["node_id"] != lost.node_id
+
+        async def moved() -> bool:
+            worker = (await fleet.http.get("/health")).json()["workers"][lost_worker]
+            return bool(worker["alive"] and worker["node_id"] != lost.node_id)
+
+        await wait_for(moved, 60, "the lost node's worker alive on the other node")
+        count_a = len(robot_a.received)
+        await wait_for(lambda: len(robot_a.received) >= count_a + 10, 30,
+                       "the lost node's session publishing again")
+        # The outage is the longest silence after the removal (on one host the removed
+        # node's processes take a moment to die).
+        times = [c.arrived_at for c in robot_a.received if c.arrived_at >= removed_at]
+        gap, resumed = max((b - a, b) for a, b in itertools.pairwise([removed_at, *times]))
+        print(f"\nnode removed: its session published again after {resumed - removed_at:.2f} s "
+              f"(silent {gap:.2f} s)")
         status = await fleet.status(a)
         assert status["status"] == "running"
         count_b = len(robot_b.received)
