@@ -11,6 +11,7 @@ COPY orchestrator ./orchestrator
 COPY export ./export
 COPY arena_server ./arena_server
 COPY sim_robot ./sim_robot
+COPY local_stack ./local_stack
 # /jobs and /hf: mount points of the export jobs and hub cache volumes, owned by app so
 # fresh named volumes are writable from both images.
 RUN useradd --create-home --uid 10001 app && mkdir -p /jobs /hf && chown app:app /jobs /hf

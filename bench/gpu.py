@@ -229,7 +229,7 @@ async def bench(plan: Plan, out: Path, budget_s: float, ort_threads: int,
 
         report["plots"] = [str(plot_raw(raw, out))] + [
             str(p) for p in plot_model(plan.model, stack, {"stack": samples}, out,
-                                       label="gpu_stack")]
+                                       stem="gpu_stack")]
         (out / "gpu.json").write_text(json.dumps(report, indent=2))
     return report
 

@@ -70,9 +70,16 @@ async def test_a_replica_going_away_costs_no_request(
 
         spare_triton.start()
         await asyncio.sleep(client.cooldown_s)
-        await client.infer(contract.name, obs)
-        after = await client.replicas[0].statistics(contract.name)
-        assert after.inference_count >= 1  # back on the preferred replica (a fresh server)
+        # Back on the preferred replica (a fresh server) once its channel has reconnected:
+        # gRPC's reconnect backoff decides when, so allow it a few requests.
+        deadline = time.monotonic() + 20
+        while True:
+            await client.infer(contract.name, obs)
+            after = await client.replicas[0].statistics(contract.name)
+            if after.inference_count >= 1 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        assert after.inference_count >= 1
         stats = await client.statistics(contract.name)  # both replicas, added up
         assert stats.inference_count >= after.inference_count + 1
     finally:
