@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.exports.resolve import SourceError, policy_folder
 from orchestrator.triton.model_contract import ACTION_OUTPUT, IMAGE_PREFIX, STATE_INPUT
 
 from .errors import ExportError
@@ -143,17 +144,10 @@ def _features(config: dict[str, Any], section: str) -> dict[str, dict[str, Any]]
 
 def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
     """Validate a checkpoint folder and describe it; raises ExportError on bad input."""
-    folder = Path(path)
-    if not folder.exists():
-        raise ExportError(f"checkpoint folder not found: {folder}")
-    if not folder.is_dir():
-        raise ExportError(f"checkpoint path is not a folder: {folder}")
-    if (
-        not (folder / CONFIG_FILE).is_file()
-        and (folder / "pretrained_model" / CONFIG_FILE).is_file()
-    ):
-        # A training checkpoint folder (checkpoints/last): the policy sits one level down.
-        folder = folder / "pretrained_model"
+    try:
+        folder = policy_folder(Path(path))
+    except SourceError as exc:
+        raise ExportError(str(exc)) from exc
     if not (folder / CONFIG_FILE).is_file():
         raise ExportError(f"not a LeRobot checkpoint: {folder / CONFIG_FILE} not found")
     config = _read_json(folder / CONFIG_FILE, "policy config")

@@ -3,13 +3,13 @@ IR version and opsets, inputs/outputs/dims/types, the recorded hash, and real ru
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tritonclient.grpc import model_config_pb2 as mc
 
+from ..checkpoint import sha256_file
 from .report import Report
 from .versions import MIN_OPSET, Target
 
@@ -25,14 +25,6 @@ _NUMPY = {mc.TYPE_FP32: np.float32, mc.TYPE_UINT8: np.uint8, mc.TYPE_INT8: np.in
 # fp16 TensorRT against fp32 on CPU: actions are in robot units (about -100..100), so 1 %
 # of the output's magnitude is far below what a joint can resolve and far above fp16 noise.
 FP16_RELATIVE_TOLERANCE = 1e-2
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _dims(value_info: Any) -> list[int | None]:

@@ -251,18 +251,23 @@ def resolve_hub(source: HubSource, *, options: HubOptions | None = None) -> Reso
     return _describe(snapshot, label, source, sha)
 
 
-def resolve_folder(source: FolderSource) -> ResolvedCheckpoint:
-    folder = source.path
+def policy_folder(folder: Path) -> Path:
+    """The folder that holds the saved policy: ``folder`` itself, or its
+    ``pretrained_model`` when ``folder`` is a training checkpoint (``checkpoints/last``)."""
     if not folder.exists():
         raise SourceError(f"checkpoint folder not found: {folder}")
     if not folder.is_dir():
         raise SourceError(f"checkpoint path is not a folder: {folder}")
-    # A training checkpoint folder (checkpoints/last): the policy sits one level down.
     if (
         not (folder / CONFIG_FILE).is_file()
         and (folder / "pretrained_model" / CONFIG_FILE).is_file()
     ):
-        folder = folder / "pretrained_model"
+        return folder / "pretrained_model"
+    return folder
+
+
+def resolve_folder(source: FolderSource) -> ResolvedCheckpoint:
+    folder = policy_folder(source.path)
     resolved = _describe(folder, f"folder {folder}", source, None)
     if not (folder / WEIGHTS_FILE).is_file():
         raise SourceError(f"folder {folder} has no {WEIGHTS_FILE}: not a saved policy")
