@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,9 +21,10 @@ from typing import Any, TypeVar
 import ray
 from ray.exceptions import ActorUnavailableError, RayError
 
+from orchestrator.fleet.cluster import connect, spawn_workers
 from orchestrator.fleet.registry import Registry, SessionRecord
-from orchestrator.fleet.worker import SessionWorker, record_for, worker_name
-from orchestrator.sessions import errors
+from orchestrator.fleet.worker import record_error, record_for, worker_name
+from orchestrator.observability.metrics import Family
 from orchestrator.sessions.errors import (
     DependencyUnavailable,
     SessionError,
@@ -53,31 +53,6 @@ class SessionHandle:
 
     session_id: str
     state: SessionState
-
-
-def _rebuild(error: list[Any]) -> SessionError:
-    name, status, message = error
-    cls = getattr(errors, str(name), None)
-    if isinstance(cls, type) and issubclass(cls, SessionError):
-        return cls(str(message))
-    exc = SessionError(str(message))
-    exc.status_code = int(status)
-    return exc
-
-
-def connect(settings: Settings) -> bool:
-    """Join the cluster at ``ray_address`` or start a local one; True when we started it."""
-    if ray.is_initialized():
-        return False
-    common: dict[str, Any] = {"namespace": settings.ray_namespace, "logging_level": "WARNING",
-                              "configure_logging": False}
-    if settings.ray_address:
-        ray.init(address=settings.ray_address, **common)
-        return False
-    # address="local": never a stale cluster from Ray's default temp folder.
-    ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
-             num_cpus=max(os.cpu_count() or 1, settings.workers), **common)
-    return True
 
 
 class FleetRouter:
@@ -109,7 +84,7 @@ class FleetRouter:
         def run() -> None:
             try:
                 owns = connect(self.settings)
-                self._spawn()
+                self._workers.update(spawn_workers(self.settings))
             except BaseException as exc:
                 loop.call_soon_threadsafe(settle, False, exc)
             else:
@@ -164,16 +139,6 @@ class FleetRouter:
                 return
             await asyncio.sleep(0.25)
 
-    def _spawn(self) -> None:
-        actor = ray.remote(SessionWorker)
-        data = self.settings.model_dump(mode="json", exclude={"api_key"})
-        for index in range(max(self.settings.workers, 1)):
-            self._workers[index] = actor.options(
-                name=worker_name(index), namespace=self.settings.ray_namespace,
-                lifetime="detached", get_if_exists=True, max_restarts=-1, max_task_retries=0,
-                num_cpus=1, scheduling_strategy="SPREAD",
-            ).remote(index, data, self.settings.ray_namespace)
-
     def _require_ray(self) -> None:
         if self._ray_error is not None:
             raise DependencyUnavailable(
@@ -220,7 +185,7 @@ class FleetRouter:
                     f"{worker_name(index)} did not answer {method} within {timeout_s:.0f} s"
                 ) from exc
         if isinstance(reply, dict) and "error" in reply:
-            raise _rebuild(reply["error"])
+            raise record_error(reply["error"])
         return reply["ok"] if isinstance(reply, dict) and "ok" in reply else reply
 
     async def _owner(self, session_id: str) -> SessionRecord:
@@ -343,6 +308,23 @@ class FleetRouter:
 
     async def triton_status(self) -> dict[str, Any]:
         return {"url": self.triton.url, "server_ready": await self.triton.is_server_ready()}
+
+    async def worker_metrics(self) -> dict[str, list[Family]]:
+        """Every live worker's per-session series, by worker name (a worker that does not
+        answer at once is left out of this scrape)."""
+        if self._ray_error is not None:
+            return {}
+
+        async def one(index: int) -> list[Family]:
+            try:
+                return list(await self._ask(index, "metrics", timeout_s=PROBE_TIMEOUT_S,
+                                            wait_restart=False))
+            except SessionError:
+                return []
+
+        indices = sorted(self._workers)
+        parts = await asyncio.gather(*(one(i) for i in indices))
+        return {worker_name(i): p for i, p in zip(indices, parts, strict=True) if p}
 
     async def workers_health(self) -> dict[str, Any]:
         """Which workers answer, for /health: name -> alive, sessions, pid, node."""

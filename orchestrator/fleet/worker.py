@@ -19,11 +19,13 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
 from orchestrator.fleet.registry import Desired, Registry, SessionRecord
+from orchestrator.observability.metrics import Family, session_families
+from orchestrator.sessions import errors
 from orchestrator.sessions.errors import DependencyUnavailable, SessionError, SessionNotFound
 from orchestrator.sessions.manager import SessionManager
 from orchestrator.sessions.session import Session, SessionState
@@ -48,6 +50,17 @@ def _ok(value: Any = None) -> Reply:
 
 def _error(exc: SessionError) -> Reply:
     return {"error": [type(exc).__name__, exc.status_code, exc.message]}
+
+
+def record_error(error: list[Any]) -> SessionError:
+    """The worker's error (``_error``) as the exception it was, on the API's side."""
+    name, status, message = error
+    cls = getattr(errors, str(name), None)
+    if isinstance(cls, type) and issubclass(cls, SessionError):
+        return cls(str(message))
+    exc = SessionError(str(message))
+    exc.status_code = int(status)
+    return exc
 
 
 class SessionWorker:
@@ -247,6 +260,10 @@ class SessionWorker:
             "restoring": sorted(self._restoring), "restore_errors": dict(self._restore_errors),
             "restored_at_boot": self.restored, "started_at": self.started_at,
         }
+
+    async def metrics(self) -> Sequence[Family]:
+        """This worker's per-session series, for the API's /metrics."""
+        return session_families()
 
     async def pid(self) -> int:
         return os.getpid()

@@ -4,6 +4,7 @@ remove them when deleted so the registry does not grow with churn."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator, Mapping, Sequence
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -15,6 +16,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -79,6 +83,51 @@ def forget_session(session_id: str) -> None:
                 labelled.remove(*labels)
 
 
+# A family as it crosses a process boundary: name, help, type, (sample, labels, value)s.
+Family = tuple[str, str, str, list[tuple[str, dict[str, str], float]]]
+
+
+def session_families() -> list[Family]:
+    """This process's per-session series, for the API to expose when sessions live in
+    workers (their process-wide gauges, such as Triton's, are the API's to say)."""
+    out: list[Family] = []
+    for family in REGISTRY.collect():
+        samples = [(s.name, dict(s.labels), float(s.value)) for s in family.samples
+                   if "session" in s.labels]
+        if samples:
+            out.append((family.name, family.documentation, family.type, samples))
+    return out
+
+
+class _WithWorkers(Collector):
+    """This process's families with each worker's per-session samples added, labelled by
+    worker (a family appears once however many processes feed it)."""
+
+    def __init__(self, workers: Mapping[str, Sequence[Family]]) -> None:
+        self.workers = workers
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for family in REGISTRY.collect():
+            merged[family.name] = family
+        for worker, families in self.workers.items():
+            for name, documentation, kind, samples in families:
+                into = merged.get(name)
+                if into is None:
+                    into = merged[name] = Metric(name, documentation, kind)
+                into.samples.extend(Sample(n, {**labels, "worker": worker}, value)
+                                      for n, labels, value in samples)
+        yield from merged.values()
+
+
+def exposition(workers: Mapping[str, Sequence[Family]]) -> bytes:
+    if not workers:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_WithWorkers(workers))
+    return generate_latest(registry)
+
+
 metrics_router = APIRouter()
 
 
@@ -93,4 +142,4 @@ async def metrics(request: Request) -> Response:
         counts[session.state.value] = counts.get(session.state.value, 0) + 1
     for state, count in counts.items():
         SESSIONS.labels(state).set(count)
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    return Response(exposition(await manager.worker_metrics()), media_type=CONTENT_TYPE_LATEST)

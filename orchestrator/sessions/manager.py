@@ -141,6 +141,10 @@ class SessionManager:
             status["stats"]["triton"] = {"model": str(ref), "error": str(exc)}
         return status
 
+    async def worker_metrics(self) -> dict[str, Any]:
+        """Per-session metrics held by other processes: none, sessions live here."""
+        return {}
+
     async def triton_status(self) -> dict[str, Any]:
         ready = await self.triton.is_server_ready()
         models: dict[str, Any] = {}

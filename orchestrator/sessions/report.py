@@ -107,6 +107,8 @@ def loop_stats(loop: LoopView) -> dict[str, Any]:
     counters = loop.counters
     decision = counters.last_decision
     return {
+        "ticks": core.ticks,
+        "missed_ticks": core.missed_ticks,
         "inference_count": core.chunks,
         "inference_requests": core.requests,
         "commands_sent": counters.commands_sent,

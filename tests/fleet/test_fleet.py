@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import ray
+from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.fleet.router import FleetRouter
 from orchestrator.fleet.worker import worker_name
@@ -96,6 +97,12 @@ async def test_sessions_run_in_workers_through_the_api(
         assert listed[a] == listed[b] == "running"
         queue = (await fleet.http.get(f"/debug/sessions/{a}/queue")).json()
         assert "data_status" in queue
+        # Each worker's per-session series reach the API's /metrics, labelled by worker.
+        scraped = parse_metrics((await fleet.http.get("/metrics")).text)
+        for sid in (a, b):
+            sent = scraped[("orchestrator_commands_sent_total", sid)]
+            assert sent["worker"] == worker_name(owner(fleet, sid)) and sent["value"] >= 30
+            assert ("orchestrator_tick_jitter_seconds_count", sid) in scraped
 
         response = await fleet.http.post(f"/sessions/{a}/stop")
         assert response.json()["status"] == "stopped"
@@ -107,6 +114,17 @@ async def test_sessions_run_in_workers_through_the_api(
         assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
         assert (await fleet.http.get(f"/sessions/{sid}")).status_code == 404
     assert router(fleet).registry.get(a) is None
+
+
+def parse_metrics(text: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """(sample name, session) -> its labels and value, from Prometheus' text format."""
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if "session" in sample.labels:
+                out[(sample.name, sample.labels["session"])] = {**sample.labels,
+                                                                "value": sample.value}
+    return out
 
 
 def gaps_after(arrivals: list[float], since: float) -> list[tuple[float, float]]:
@@ -134,8 +152,7 @@ async def test_a_killed_worker_brings_its_sessions_back_and_the_latch_holds(
                                   created[c]["joint_input_room_id"], "test latch")
         await wait_for(lambda: bool((r := router(fleet).registry.get(c)) and r.latched), 10,
                        "the latch in the registry")
-        status_b = await fleet.status(b)
-        underruns_b = status_b["stats"]["plan_underruns"]
+        before_b = (await fleet.status(b))["stats"]
 
         handle = ray.get_actor(worker_name(0), namespace=fleet.app.state.settings.ray_namespace)
         old_pid = await handle.pid.remote()
@@ -152,18 +169,22 @@ async def test_a_killed_worker_brings_its_sessions_back_and_the_latch_holds(
         await asyncio.sleep(1.0)  # b's commands around and after the kill
         gap_b = max(g for g, _ in gaps_after([r.arrived_at for r in robot_b.received],
                                              killed_at - 1.0))
+        # The gap is seen by robot_b in this process, which is also the Ray driver that the
+        # kill keeps busy; b's own loop (in the other worker) counts what it missed.
         print(f"\nworker SIGKILL: session back in {back_s:.2f} s; other worker's longest "
-              f"gap between commands {gap_b * 1000:.0f} ms")
+              f"gap between commands at its robot {gap_b * 1000:.0f} ms")
         assert back_s < 15.0, back_s  # the issue's figure is 5 s; this machine is shared
         assert gap_b < 1.0, gap_b  # the other worker's session went on (normal: 33 ms)
 
         status_a = await fleet.status(a)
         assert status_a["status"] == "running"
         assert status_a["stats"]["worker"]["pid"] not in (old_pid, os.getpid())
-        status_b = await fleet.status(b)
-        assert status_b["stats"]["worker"]["pid"] != old_pid
-        print(f"other worker's underruns across the kill: "
-              f"{status_b['stats']['plan_underruns'] - underruns_b}")
+        after_b = (await fleet.status(b))["stats"]
+        assert after_b["worker"]["pid"] != old_pid
+        assert after_b["ticks"] > before_b["ticks"]
+        print("other worker's session across the kill: " + ", ".join(
+            f"{k} +{after_b[k] - before_b[k]}"
+            for k in ("ticks", "missed_ticks", "plan_underruns", "commands_sent")))
 
         # c came back latched: stopped, saying why, and silent until an explicit start.
         status_c = await fleet.status(c)

@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from orchestrator.fleet.registry import SessionRecord
-from orchestrator.fleet.router import _rebuild
-from orchestrator.fleet.worker import _error
+from orchestrator.fleet.worker import _error, record_error
 from orchestrator.sessions.errors import InvalidTransition, SessionError, TooManySessions
 from orchestrator.sessions.spec import SessionSpec
 from orchestrator.triton.replicas import ReplicatedTriton
@@ -38,10 +37,10 @@ def test_a_record_survives_its_json(sid: str, owner: int, cameras: list[str], de
 @given(message=st.text(max_size=80))
 def test_session_errors_cross_the_process_boundary_as_themselves(message: str) -> None:
     for exc in (TooManySessions(message), InvalidTransition(message)):
-        again = _rebuild(_error(exc)["error"])
+        again = record_error(_error(exc)["error"])
         assert type(again) is type(exc) and again.message == message
         assert again.status_code == exc.status_code
-    unknown = _rebuild(["SomethingElse", 418, message])
+    unknown = record_error(["SomethingElse", 418, message])
     assert type(unknown) is SessionError and unknown.status_code == 418
 
 
