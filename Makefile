@@ -49,8 +49,9 @@ lint: $(VENV)/.stamp
 
 # The README's test command: set up, lint, then every test against real servers.
 # The fleet tests run in a pytest process of their own: a Ray driver is per-process state
-# (one ray.init per process), and in one process with the rest of the suite its local
-# instance did not come up within the router's 60 s.
+# (one ray.init per process), and ray.init forks its daemons from a process that, after
+# the rest of the suite, holds many threads' state (see tests/fleet/test_ray_after_video.py
+# for the hang that caused, now fixed).
 test: setup lint
 	$(VENV)/bin/pytest -q --ignore=tests/fleet $(PYTEST_ARGS)
 	$(VENV)/bin/pytest -q tests/fleet $(PYTEST_ARGS)

@@ -139,19 +139,28 @@ class VideoConsumer(VideoRoomClient):
         if pending is not None:
             frame, arrived, seq, captured = pending
             try:
-                rgb = frame.to_ndarray(format="rgb24")
+                # One swscale thread: PyAV keeps a converter per thread (thread-local), and
+                # one with slice threads, freed in a child forked by another thread (Ray
+                # starting its daemons), waits forever for threads the fork did not copy.
+                # For camera-sized frames, one thread is no slower.
+                rgb = frame.to_ndarray(format="rgb24", threads=1)
             except ValueError as exc:  # e.g. a pixel format PyAV cannot convert
                 logger.warning("video %s: unusable frame: %r", self.room_id, exc)
             else:
                 self._latest = Frame(rgb=rgb, arrived_at=arrived, seq=seq, captured_at=captured)
         return self._latest
 
+    def newest_arrival(self) -> float | None:
+        """When the newest frame arrived, without converting it (the watchdog asks every
+        tick; the pixels are needed only when an observation is taken)."""
+        pending = self._pending
+        if pending is not None:
+            return pending[1]
+        return None if self._latest is None else self._latest.arrived_at
+
     def describe(self) -> dict[str, Any]:
         """Status for APIs and logs: ids, counters, age of the newest frame."""
-        pending = self._pending
-        newest = pending[1] if pending is not None else (
-            None if self._latest is None else self._latest.arrived_at
-        )
+        newest = self.newest_arrival()
         return {
             "room_id": self.room_id, "participant_id": self.participant_id,
             **asdict(self.stats),

@@ -5,15 +5,42 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
-from orchestrator.sessions.loop import LoopSettings
 from orchestrator.sessions.policy import PolicyRef
 from orchestrator.sessions.spec import SessionRooms, SessionSpec
 from orchestrator.settings import BlendMode, Settings
 from orchestrator.triton.model_contract import ModelContract
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """What one control loop runs with (from the settings and the session's request)."""
+
+    rate_hz: float
+    blend: BlendMode = "crossfade"
+    crossfade_ticks: int = 10
+    ensemble_m: float = 0.01
+    margin_ticks: int = 3
+    replan_every: int | None = None
+    max_step: float | None = 10.0
+    limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
+    stale_after_s: float = 0.5
+    latency_prior_s: float = 0.1
+    inference_timeout_s: float = 2.0
+    retry_backoff_s: float = 0.5  # after a failed request, before the next one
+    # shared: one timer per process and rate ticks every session (scheduler.py);
+    # per_session: each session's own timer, awaiting its publish (the earlier design).
+    tick_scheduler: Literal["shared", "per_session"] = "shared"
+    # Frames' video-path delay when their stream gives no capture time (None: 0).
+    camera_latency_s: float | None = None
+    # Observations are taken at their frames' capture (the joint state current then) and
+    # chunks start at that tick (False: newest parts, chunks start at the snapshot tick).
+    align_to_capture: bool = True
 
 
 def model_limits(contract: ModelContract) -> dict[str, tuple[float, float]]:

@@ -14,8 +14,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,10 +26,10 @@ from orchestrator.observability import metrics
 from orchestrator.observability.logs import RateLimitedLogger
 from orchestrator.sessions import report
 from orchestrator.sessions.capture import JointReadings, align, observation_state
+from orchestrator.sessions.config import LoopSettings
 from orchestrator.sessions.observation import Observation, ObservationBuilder
 from orchestrator.sessions.policy import PolicyRef
 from orchestrator.sessions.scheduler import Outbox, TickMetrics, membership, scheduler_for
-from orchestrator.settings import BlendMode
 from orchestrator.triton.client import (
     BadInput,
     InferenceTimeout,
@@ -51,30 +50,7 @@ PublishObserver = Callable[[Mapping[str, float], float, bool, "Observation | Non
 
 class FrameSource(Protocol):
     def latest(self) -> Any: ...  # a Frame with .rgb, .arrived_at, .seq; or None
-
-
-@dataclass(frozen=True)
-class LoopSettings:
-    rate_hz: float
-    blend: BlendMode = "crossfade"
-    crossfade_ticks: int = 10
-    ensemble_m: float = 0.01
-    margin_ticks: int = 3
-    replan_every: int | None = None
-    max_step: float | None = 10.0
-    limits: Mapping[str, tuple[float, float]] = field(default_factory=dict)
-    stale_after_s: float = 0.5
-    latency_prior_s: float = 0.1
-    inference_timeout_s: float = 2.0
-    retry_backoff_s: float = 0.5  # after a failed request, before the next one
-    # shared: one timer per process and rate ticks every session (scheduler.py);
-    # per_session: each session's own timer, awaiting its publish (the earlier design).
-    tick_scheduler: Literal["shared", "per_session"] = "shared"
-    # Frames' video-path delay when their stream gives no capture time (None: 0).
-    camera_latency_s: float | None = None
-    # Observations are taken at their frames' capture (the joint state current then) and
-    # chunks start at that tick (False: newest parts, chunks start at the snapshot tick).
-    align_to_capture: bool = True
+    def newest_arrival(self) -> float | None: ...  # the newest frame's, not converted yet
 
 
 _ERROR_KINDS = ("triton_unavailable", "model_unavailable", "inference_timeout", "bad_input",
@@ -320,8 +296,7 @@ class ControlLoop:
     def _freshness(self, now: float) -> Any:
         frame_ages: dict[str, float | None] = {}
         for camera, source in self._cameras.items():
-            frame = source.latest()
-            frame_ages[camera] = None if frame is None else age_since(now, frame.arrived_at)
+            frame_ages[camera] = age_since(now, source.newest_arrival())
         joints_age = None
         if self.mapper.ready:
             # Unchanged joints are not forwarded: a robot still connected is current.

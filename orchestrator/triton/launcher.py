@@ -31,8 +31,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 import weakref
 from collections.abc import Sequence
@@ -56,6 +54,7 @@ from orchestrator.triton.server_process import (
     SHM_DIR,
     WorkDirBusy,
     free_port,
+    http_ok,
     reap_group,
     remove_shm,
     stop_stale_server,
@@ -337,12 +336,7 @@ class LocalTriton:
             time.sleep(0.05)
 
     def _http_ok(self, path: str, method: str = "GET", timeout_s: float = 2.0) -> bool:
-        request = urllib.request.Request(self.http_url + path, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(self.http_url + path, method, timeout_s)
 
     def load(self, names: Sequence[str] | None = None, timeout_s: float = 60.0) -> None:
         """Re-sync the repository and (re)load models through the model-control API."""

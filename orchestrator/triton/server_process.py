@@ -14,6 +14,8 @@ import os
 import signal
 import socket
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -96,3 +98,14 @@ def stop_stale_server(pidfile: Path, repository: Path, timeout_s: float = 10.0) 
     remove_shm(prefix)
     pidfile.unlink(missing_ok=True)
     return found
+
+
+def http_ok(url: str, method: str = "GET", timeout_s: float = 2.0) -> bool:
+    """True when the server answers ``url`` with 200 (Triton's health and model-control
+    endpoints); False when it answers otherwise or not at all."""
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False

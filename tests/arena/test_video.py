@@ -35,6 +35,13 @@ async def test_640x480_at_least_20_fps_with_frame_index_read_back(
         latest = consumer.latest()
         assert latest is not None and latest.seq == consumer.stats.frames
         assert consumer.latest() is latest  # nothing new arrived in between: same frame
+        # The watchdog's question (how old is the newest frame) converts nothing: the next
+        # frame stays pending until an observation takes it.
+        await asyncio.sleep(0.2)
+        arrived = consumer.newest_arrival()
+        assert arrived is not None and arrived > latest.arrived_at
+        assert consumer._pending is not None and consumer._pending[1] == arrived
+        assert consumer.latest().arrived_at == arrived  # type: ignore[union-attr]
 
     assert window.fps >= 20, f"{window.fps:.1f} fps over {window.seconds:.1f} s"
     assert latest is not None

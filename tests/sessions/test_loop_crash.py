@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.sessions.loop import ControlLoop, LoopSettings
+from orchestrator.sessions.config import LoopSettings
+from orchestrator.sessions.loop import ControlLoop
 from orchestrator.sessions.policy import PolicyRef
 from orchestrator.triton.client import TritonClient
 from tests.support.triton import tiny_contract

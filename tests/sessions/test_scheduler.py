@@ -20,7 +20,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from orchestrator.sessions.loop import ControlLoop, LoopSettings
+from orchestrator.sessions.config import LoopSettings
+from orchestrator.sessions.loop import ControlLoop
 from orchestrator.sessions.policy import PolicyRef
 from orchestrator.sessions.scheduler import Outbox, TickScheduler, scheduler_for
 from orchestrator.triton.client import TritonClient
