@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench.comparison.models import SPECS
 from bench.comparison.report import plot_model, run_line, write_json
-from bench.comparison.runner import DESIGNS, Options, run
+from bench.comparison.runner import DEFAULT_DESIGNS, DESIGNS, Options, run
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -36,8 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "defaults, 480x640), tiny (smoke tests)")
     p.add_argument("--n", default="1,2,4,8,16,32", help="session counts for the small model")
     p.add_argument("--n-default", default="1,2,4", help="session counts for the default ACT")
-    p.add_argument("--designs", default="stack_per_session,stack,baseline_onnxruntime,"
-                   "baseline_pytorch", help=f"any of {', '.join(DESIGNS)}")
+    p.add_argument("--designs", default=",".join(DEFAULT_DESIGNS),
+                   help=f"any of {', '.join(DESIGNS)} (workers_2: sessions in two Ray workers)")
     p.add_argument("--pytorch-max-n", type=int, default=8,
                    help="largest N for the PyTorch baseline (each session loads its own model)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds per run")

@@ -111,7 +111,8 @@ def orchestrator_processes(api_pid: int, pids: list[int], match: list[str]
     if match:
         for p in psutil.process_iter(["cmdline"]):
             line = " ".join(p.info["cmdline"] or [])
-            if any(m in line for m in match):
+            # Not this process: its own command line holds the --match strings.
+            if p.pid != os.getpid() and any(m in line for m in match):
                 found[p.pid] = p
     return list(found.values())
 
@@ -126,6 +127,21 @@ def sample(procs: list[psutil.Process]) -> dict[str, Any]:
     return {"rss_mib": round(sum(v["rss_mib"] for v in per.values()), 2),
             "fds": sum(v["fds"] for v in per.values()),
             "threads": sum(v["threads"] for v in per.values()), "processes": per}
+
+
+def slopes_by_process(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, Any]:
+    """The slope of each process seen in every sample after the warm-up (the API, each
+    worker, and with workers Ray's own daemons, which are the API's descendants), by pid."""
+    later = [s for s in samples if s["t_s"] >= warmup_s]
+    if not later:
+        return {}
+    pids = set(later[0]["processes"]).intersection(*(s["processes"] for s in later))
+    out = {}
+    for pid in sorted(pids):
+        series = [{"t_s": s["t_s"], "rss_mib": s["processes"][pid]["rss_mib"]} for s in later]
+        out[pid] = {"name": later[0]["processes"][pid]["name"],
+                    **slope_per_10min(series, warmup_s)}
+    return out
 
 
 def slope_per_10min(samples: list[dict[str, Any]], warmup_s: float) -> dict[str, Any]:
@@ -232,6 +248,7 @@ async def soak(http: httpx.AsyncClient, arena_url: str, args: argparse.Namespace
     totals = {k: sum(int(s[k] or 0) for s in per_session.values()) for k in keys}
     return {"sessions": args.sessions, "minutes": round(duration / 60, 2), "totals": totals,
             "rss_slope": slope_per_10min(samples, args.warmup_min * 60),
+            "rss_slope_by_process": slopes_by_process(samples, args.warmup_min * 60),
             "per_session": per_session, "samples": samples}
 
 

@@ -73,6 +73,15 @@ class Driver(abc.ABC):
         """Cumulative figures of the shared tick schedulers, if the design has them."""
         return {}
 
+    async def sample(self) -> None:
+        """Refresh what ``counters()`` and ``flowing()`` read, where that takes I/O."""
+        return None
+
+    def cpu_groups(self) -> dict[str, tuple[int | None, bool]]:
+        """Processes of the design besides this one, for the CPU meter: name -> (pid, with
+        its children)."""
+        return {}
+
     def flowing(self) -> bool:
         """Every session has published a command computed from a real chunk."""
         return all(any(idx is not None for _, idx, _ in r.publishes[-5:])
@@ -311,7 +320,7 @@ def _baseline(runtime: str) -> Callable[[DesignContext], Driver]:
     return make
 
 
-# name -> factory. Another design (e.g. session workers) adds itself here.
+# name -> factory. Another design adds itself here (bench/comparison/workers.py).
 DESIGNS: dict[str, Callable[[DesignContext], Driver]] = {
     "stack_per_session": _stack("per_session"),
     "stack": _stack("shared"),

@@ -42,6 +42,9 @@ class FleetConfig:
     width: int = 128
     height: int = 96
     joint_rate: float = 10.0
+    joints: tuple[str, ...] = JOINTS
+    # SimRobot keyword arguments over the defaults below (max_velocity, limits, initial,
+    # camera_joints: e.g. a robot that goes where it is told at once and draws its joints).
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,12 +57,15 @@ class RobotRecord:
 async def _fleet(conn: Connection, config: FleetConfig) -> None:
     from sim_robot.robot import SimRobot
 
+    options: dict[str, Any] = {
+        "max_velocity": 200.0, "limits": (-1e3, 1e3),
+        "initial": {j: float(3 * i - 7) for i, j in enumerate(config.joints)},
+        **config.extra}
     robots = [
         SimRobot(config.server, r.workspace, joint_input=r.joint_input,
-                 joint_output=r.joint_output, cameras=r.cameras, joints=JOINTS,
+                 joint_output=r.joint_output, cameras=r.cameras, joints=config.joints,
                  rate=config.joint_rate, fps=config.fps, width=config.width,
-                 height=config.height, max_velocity=200.0, limits=(-1e3, 1e3),
-                 initial={j: float(3 * i - 7) for i, j in enumerate(JOINTS)})
+                 height=config.height, **options)
         for r in config.robots
     ]
     started: list[SimRobot] = []

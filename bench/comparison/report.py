@@ -146,6 +146,9 @@ def _cpu_per_tick(run: dict[str, Any]) -> str:
     cp = run.get("control_plane") or {}
     if not cp.get("session_ticks"):
         return ""
+    if "workers_ms_per_session_tick" in cp:  # the loops' processes, as a whole
+        return (f"  ms/session-tick: workers {cp['workers_ms_per_session_tick']} "
+                f"({cp['workers_cores']} cores; jitter at the robot)")
     return (f"  ms/session-tick: tick {cp['tick_ms_per_session_tick']} "
             f"send {cp['send_ms_per_session_tick']} "
             f"loop thread {cp['event_loop_thread_ms_per_session_tick']} "

@@ -27,6 +27,7 @@ from arena_server.launcher import LocalArenaServer
 from orchestrator.triton.client import ModelStatistics
 from orchestrator.triton.launcher import LocalTriton
 
+from . import workers as _workers  # noqa: F401  (registers the session-worker designs)
 from .drivers import DESIGNS as DRIVERS
 from .drivers import DesignContext, Driver
 from .fleet import Fleet, FleetConfig
@@ -36,6 +37,9 @@ from .models import BenchModel, ort_ceiling, prepare_models
 log = logging.getLogger(__name__)
 
 DESIGNS = tuple(DRIVERS)
+# What a run without --designs compares, side by side.
+DEFAULT_DESIGNS = ("stack_per_session", "stack", "workers_2", "baseline_onnxruntime",
+                   "baseline_pytorch")
 JITTER_LIMIT_MS = 5.0
 HOLD_FRACTION = 0.95  # achieved/target rate that counts as holding the control rate
 FALL_FRACTION = 0.80  # below this a design has fallen over: larger N are not run
@@ -46,7 +50,7 @@ class Options:
     models: list[str] = field(default_factory=lambda: ["small", "default"])
     n_by_model: dict[str, list[int]] = field(default_factory=lambda: {
         "small": [1, 2, 4, 8, 16, 32], "default": [1, 2, 4], "tiny": [1]})
-    designs: list[str] = field(default_factory=lambda: list(DESIGNS))
+    designs: list[str] = field(default_factory=lambda: list(DEFAULT_DESIGNS))
     pytorch_max_n: int = 8
     duration_s: float = 10.0
     duration_by_model: dict[str, float] = field(default_factory=dict)  # overrides duration_s
@@ -96,10 +100,12 @@ def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float
 
 
 def control_plane(ticks: int, threads: dict[str, float], tick_cpu: dict[str, float],
-                  sched: dict[str, float]) -> dict[str, Any]:
+                  sched: dict[str, float], workers_s: dict[str, float] | None = None
+                  ) -> dict[str, Any]:
     """CPU per session-tick (ms): the tick path (decision, safety, hand-off; the send), the
     event-loop thread as a whole (ticks plus joint, video packet and HTTP handling) and,
-    apart, the process's other threads (video decoding, frame conversion)."""
+    apart, the process's other threads (video decoding, frame conversion). With session
+    workers, the workers' processes as a whole (``workers_s``: CPU seconds of each)."""
     def per_tick(seconds: float | None) -> float | None:
         return None if seconds is None or ticks <= 0 else round(seconds / ticks * 1000, 4)
 
@@ -112,6 +118,9 @@ def control_plane(ticks: int, threads: dict[str, float], tick_cpu: dict[str, flo
         "event_loop_thread_cores": round(threads["main_s"] / threads["wall_s"], 3),
         "other_threads_cores": round(threads["other_threads_s"] / threads["wall_s"], 3),
     }
+    if workers_s:
+        out["workers_ms_per_session_tick"] = per_tick(sum(workers_s.values()))
+        out["workers_cores"] = round(sum(workers_s.values()) / threads["wall_s"], 3)
     if sched:
         out["scheduler"] = {
             "passes": int(sched["passes"]),
@@ -135,16 +144,19 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
             await fleet.start()
             await driver.start()
             deadline = time.monotonic() + opts.flow_timeout_s + 2.0 * n
+            await driver.sample()
             while not driver.flowing():
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"sessions not all publishing model commands after "
                                        f"{opts.flow_timeout_s + 2.0 * n:.0f} s")
                 await asyncio.sleep(0.1)
+                await driver.sample()
             await asyncio.sleep(opts.warmup_s)
             cpu = CpuMeter({"process_under_test": (os.getpid(), False),
                             "triton": (triton.pid, True),
                             "room_server": (arena.proc.pid if arena.proc else None, True),
-                            "robots": (fleet.pid, True)})
+                            "robots": (fleet.pid, True), **driver.cpu_groups()})
+            await driver.sample()
             counters0, stats0 = driver.counters(), await driver.triton_statistics()
             tick_cpu0, sched0 = driver.control_cpu(), driver.scheduler_stats()
             threads = ThreadCpu()
@@ -157,6 +169,7 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
             thread_use = threads.stop()
             tick_cpu = _delta(driver.control_cpu(), tick_cpu0)
             sched = _delta(driver.scheduler_stats(), sched0)
+            await driver.sample()
             counters1, stats1 = driver.counters(), await driver.triton_statistics()
             await driver.stop()
             queries = [q for i, r in enumerate(driver.recorders)
@@ -171,6 +184,10 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
     figures = [session_figures(r, robot, t0, t1, rate)
                for r, robot in zip(driver.recorders, records, strict=True)]
     jitter = [x for f in figures for x in f.jitter_ms]
+    # Designs whose loops run in other processes give no publish times: judged at the robot.
+    jitter_source = "publish" if jitter else "arrival"
+    if not jitter:
+        jitter = [x for f in figures for x in f.arrival_jitter_ms]
     latency = [x for f in figures for x in f.obs_to_command_ms]
     inference_ms = [s * 1000.0 for done, s in inferences if t0 <= done <= t1]
     achieved = [f.achieved_hz for f in figures]
@@ -187,6 +204,7 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
         "achieved_hz": {"min": round(min(achieved), 2),
                         "median": round(float(np.median(achieved)), 2)},
         "publish_jitter_ms": jitter_p,
+        "jitter_source": jitter_source,
         "periods_over_5ms": int(sum(1 for x in jitter if x >= JITTER_LIMIT_MS)),
         "arrival_jitter_ms": percentiles(x for f in figures for x in f.arrival_jitter_ms),
         "obs_to_command_ms": percentiles(latency),
@@ -197,7 +215,9 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
         "counters": delta,
         "triton": _stats_delta(stats0, stats1),
         "cpu_cores": cpu_use,
-        "control_plane": control_plane(delta.get("ticks", 0), thread_use, tick_cpu, sched),
+        "control_plane": control_plane(delta.get("ticks", 0), thread_use, tick_cpu, sched,
+                                       {k: cpu_use[k] * span for k in driver.cpu_groups()
+                                        if k in cpu_use}),
         "sessions": [f.summary for f in figures],
     }
     return result, RunSamples(jitter, latency, inference_ms)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from arena_server.launcher import LocalArenaServer
+from bench.comparison.fleet import Fleet, FleetConfig, RobotRooms
 from orchestrator.control.plan import BLEND_MODES, Plan
 from orchestrator.sessions.loop import ControlLoop
 from orchestrator.settings import Settings
@@ -36,7 +37,6 @@ from tests.support.orchestrator import Orchestrator, run_orchestrator
 from .blends import AGGREGATES, AggregatePlan, QueueFractionRefill
 from .metrics import MergeRecord, crossfade_bound_violations, fidelity
 from .oracle import OracleSpec, export_oracle
-from .robots import Robots, RobotsConfig, RobotSpec
 
 log = logging.getLogger(__name__)
 
@@ -168,8 +168,13 @@ async def run_window(oracle: OracleSpec, latency: float, configs: list[Config],
     async with run_orchestrator(settings) as orch:
         _add_latency(orch.manager.triton, latency)
         recorders, rooms = await _create(orch, oracle, configs, arena, workspace, opts)
-        robots = Robots(RobotsConfig(arena.base_url, rooms, oracle.joints, opts.joint_rate,
-                                     opts.camera_fps, oracle.image_hw[1], oracle.image_hw[0]))
+        # Robots that go where they are told at once and whose cameras draw their joints.
+        robots = Fleet(FleetConfig(
+            arena.base_url, rooms, fps=opts.camera_fps, width=oracle.image_hw[1],
+            height=oracle.image_hw[0], joint_rate=opts.joint_rate, joints=oracle.joints,
+            extra={"max_velocity": 1e6, "limits": (-1e4, 1e4), "initial": None,
+                   "camera_joints": oracle.joints}))
+        received: list[int] = []
         try:
             await robots.start()
             for sid in recorders:
@@ -191,8 +196,9 @@ async def run_window(oracle: OracleSpec, latency: float, configs: list[Config],
             for sid in recorders:
                 with contextlib.suppress(Exception):
                     await orch.http.post(f"/sessions/{sid}/stop")
+            received = [len(r.received) for r in await robots.collect([])]
         finally:
-            await robots.stop()
+            await robots.close()
     rows: dict[str, Any] = {}
     for (sid, rec), cfg in zip(recorders.items(), configs, strict=True):
         ticks = rec.decided[start[sid]:end[sid]]
@@ -210,15 +216,15 @@ async def run_window(oracle: OracleSpec, latency: float, configs: list[Config],
         row["trace"] = _trace(rec, tick_set, opts.trace_ticks)
         rows[cfg.label] = row
     return {"oracle": oracle.name, "source": oracle.source, "added_latency_s": latency,
-            "window_s": round(span, 2), "robots_commands_received": robots.received,
+            "window_s": round(span, 2), "robots_commands_received": received,
             "configs": rows}
 
 
 async def _create(orch: Orchestrator, oracle: OracleSpec, configs: list[Config],
                   arena: LocalArenaServer, workspace: str, opts: Options
-                  ) -> tuple[dict[str, Recorder], list[RobotSpec]]:
+                  ) -> tuple[dict[str, Recorder], list[RobotRooms]]:
     recorders: dict[str, Recorder] = {}
-    rooms: list[RobotSpec] = []
+    rooms: list[RobotRooms] = []
     for i, cfg in enumerate(configs):
         sid = f"fid{i:02d}-{uuid.uuid4().hex[:4]}"
         created = await orch.create_session(
@@ -236,7 +242,7 @@ async def _create(orch: Orchestrator, oracle: OracleSpec, configs: list[Config],
             loop.core.plan = Plan(old.action_dim, old.max_ahead, "crossfade",
                                   old.crossfade_ticks, old.ensemble_m, crossfade_anchor="merge")
         recorders[sid] = Recorder(loop)
-        rooms.append(RobotSpec(created["workspace_id"], created["joint_input_room_id"],
+        rooms.append(RobotRooms(created["workspace_id"], created["joint_input_room_id"],
                                created["joint_output_room_id"], dict(created["camera_room_ids"])))
     return recorders, rooms
 

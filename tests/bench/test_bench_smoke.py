@@ -17,8 +17,11 @@ RUN_FIELDS = {"design", "n", "rate_hz", "ok", "holds_rate", "fell_over", "achiev
 
 
 async def test_one_session_of_each_design_fills_the_report(tmp_path: Path) -> None:
+    # The session workers (Ray) have a smoke test of their own: tests/fleet/test_bench_workers.py.
     opts = Options(models=["tiny"], n_by_model={"tiny": [1]}, duration_s=1.5, warmup_s=0.2,
-                   camera_size=(64, 48), camera_fps=10.0, ceiling_seconds=0.2)
+                   camera_size=(64, 48), camera_fps=10.0, ceiling_seconds=0.2,
+                   designs=["stack_per_session", "stack", "baseline_onnxruntime",
+                            "baseline_pytorch"])
     report, samples = await run(opts)
 
     section = report["models"]["tiny"]

@@ -4,6 +4,7 @@ the RSS slope is an ordinary least-squares fit after the warm-up."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -63,6 +64,9 @@ def test_a_worker_outside_the_tree_is_found_by_its_command_line(
             time.sleep(0.1)
         assert worker.pid in found
         assert worker.pid not in {p.pid for p in orchestrator_processes(parent.pid, [], [])}
+        # The soak's own process, whose command line holds the --match strings, is not one.
+        own = " ".join(psutil.Process().cmdline())
+        assert os.getpid() not in {p.pid for p in orchestrator_processes(parent.pid, [], [own])}
         assert worker.pid in {p.pid for p in orchestrator_processes(parent.pid, [worker.pid],
                                                                     [])}
     finally:
