@@ -142,7 +142,8 @@ class VideoConsumer(VideoRoomClient):
                 # One swscale thread: PyAV keeps a converter per thread (thread-local), and
                 # one with slice threads, freed in a child forked by another thread (Ray
                 # starting its daemons), waits forever for threads the fork did not copy.
-                # For camera-sized frames, one thread is no slower.
+                # Cost here: 0.025 vs 0.06 ms at 128x96, 0.19-0.23 vs 0.11-0.21 ms at
+                # 640x480, once per observation taken.
                 rgb = frame.to_ndarray(format="rgb24", threads=1)
             except ValueError as exc:  # e.g. a pixel format PyAV cannot convert
                 logger.warning("video %s: unusable frame: %r", self.room_id, exc)
