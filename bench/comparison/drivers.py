@@ -123,69 +123,35 @@ class _CpuProbe:
         loop.outbox.send_pending = timed_send  # type: ignore[method-assign]
 
 
-class StackDriver(Driver):
-    design = "stack"
+class OrchestratorDriver(Driver):
+    """A design that runs the real orchestrator in this process and drives its sessions
+    over its HTTP API, as a client would (the stack, the session workers)."""
 
-    def __init__(self, *, model: BenchModel, n: int, arena_url: str, triton_url: str,
-                 rate: float, latency_prior_s: float = 0.1, tick_scheduler: str = "shared",
-                 stale_after_s: float | None = None) -> None:
+    def __init__(self, *, model: BenchModel, n: int, arena_url: str, rate: float,
+                 settings: Settings, id_prefix: str) -> None:
         self.model, self.n, self.arena_url, self.rate = model, n, arena_url, rate
-        self.design = "stack" if tick_scheduler == "shared" else f"stack_{tick_scheduler}"
-        extra = {} if stale_after_s is None else {"stale_after_s": stale_after_s}
-        self.settings = Settings(triton_url=triton_url, triton_timeout_s=10.0, max_sessions=128,
-                                 latency_prior_s=latency_prior_s,
-                                 tick_scheduler=tick_scheduler,  # type: ignore[arg-type]
-                                 **extra)  # type: ignore[arg-type]
-        self._probes = [_CpuProbe() for _ in range(n)]
+        self.settings = settings
         self.workspace = f"bench-{uuid.uuid4().hex[:8]}"
-        self.ids = [f"stack{i:02d}-{uuid.uuid4().hex[:4]}" for i in range(n)]
+        self.ids = [f"{id_prefix}{i:02d}-{uuid.uuid4().hex[:4]}" for i in range(n)]
         self.recorders = [SessionRecorder() for _ in range(n)]
         self._created: dict[str, dict[str, Any]] = {}
-        self._inference: list[tuple[float, float]] = []
         self._cm: contextlib.AbstractAsyncContextManager[Orchestrator] | None = None
         self.orch: Orchestrator | None = None
 
-    async def open(self) -> None:
-        self._cm = run_orchestrator(self.settings)
-        self.orch = orch = await self._cm.__aenter__()
-        self._time_requests(orch.manager.triton)
-        for sid, recorder in zip(self.ids, self.recorders, strict=True):
-            self._created[sid] = await orch.create_session(
+    async def _boot(self, start_timeout_s: float = 30.0) -> Orchestrator:
+        self._cm = run_orchestrator(self.settings, start_timeout_s=start_timeout_s)
+        self.orch = await self._cm.__aenter__()
+        return self.orch
+
+    async def _create_sessions(self) -> None:
+        assert self.orch is not None
+        for sid in self.ids:
+            self._created[sid] = await self.orch.create_session(
                 session_id=sid, policy_path=self.model.name,
                 camera_names=list(self.model.contract.cameras),
                 arena_server_url=self.arena_url, workspace_id=self.workspace,
                 rate_hz=self.rate,
             )
-            self._hook_publish(self._loop(sid), recorder)
-        for sid, probe in zip(self.ids, self._probes, strict=True):
-            probe.wrap(self._loop(sid))
-
-    def _loop(self, sid: str) -> ControlLoop:
-        assert self.orch is not None
-        loop = self.orch.manager.get(sid).loop
-        if loop is None:
-            raise RuntimeError(f"session {sid} has no control loop (model not bound)")
-        return loop
-
-    def _time_requests(self, client: TritonClient) -> None:
-        infer = client.infer
-
-        async def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.monotonic()
-            out = await infer(*args, **kwargs)
-            done = time.monotonic()
-            self._inference.append((done, done - started))
-            return out
-
-        client.infer = timed  # type: ignore[method-assign]
-
-    @staticmethod
-    def _hook_publish(loop: ControlLoop, recorder: SessionRecorder) -> None:
-        def noted(values: Mapping[str, float], at: float, sent: bool,
-                  source: Observation | None) -> None:
-            recorder.note_publish(at, values, source)
-
-        loop.publish_observers.append(noted)
 
     def rooms(self) -> list[RobotRooms]:
         return [RobotRooms(c["workspace_id"], c["joint_input_room_id"],
@@ -215,6 +181,63 @@ class StackDriver(Driver):
             await self._cm.__aexit__(None, None, None)
         self._cm = self.orch = None
 
+    async def triton_statistics(self) -> ModelStatistics | None:
+        assert self.orch is not None
+        return await self.orch.manager.triton.statistics(self.model.name)
+
+
+class StackDriver(OrchestratorDriver):
+    design = "stack"
+
+    def __init__(self, *, model: BenchModel, n: int, arena_url: str, triton_url: str,
+                 rate: float, latency_prior_s: float = 0.1, tick_scheduler: str = "shared",
+                 stale_after_s: float | None = None) -> None:
+        extra = {} if stale_after_s is None else {"stale_after_s": stale_after_s}
+        settings = Settings(triton_url=triton_url, triton_timeout_s=10.0, max_sessions=128,
+                            latency_prior_s=latency_prior_s,
+                            tick_scheduler=tick_scheduler,  # type: ignore[arg-type]
+                            **extra)  # type: ignore[arg-type]
+        super().__init__(model=model, n=n, arena_url=arena_url, rate=rate, settings=settings,
+                         id_prefix="stack")
+        self.design = "stack" if tick_scheduler == "shared" else f"stack_{tick_scheduler}"
+        self._probes = [_CpuProbe() for _ in range(n)]
+        self._inference: list[tuple[float, float]] = []
+
+    async def open(self) -> None:
+        orch = await self._boot()
+        self._time_requests(orch.manager.triton)
+        await self._create_sessions()
+        for sid, recorder, probe in zip(self.ids, self.recorders, self._probes, strict=True):
+            self._hook_publish(self._loop(sid), recorder)
+            probe.wrap(self._loop(sid))
+
+    def _loop(self, sid: str) -> ControlLoop:
+        assert self.orch is not None
+        loop = self.orch.manager.get(sid).loop
+        if loop is None:
+            raise RuntimeError(f"session {sid} has no control loop (model not bound)")
+        return loop
+
+    def _time_requests(self, client: TritonClient) -> None:
+        infer = client.infer
+
+        async def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.monotonic()
+            out = await infer(*args, **kwargs)
+            done = time.monotonic()
+            self._inference.append((done, done - started))
+            return out
+
+        client.infer = timed  # type: ignore[method-assign]
+
+    @staticmethod
+    def _hook_publish(loop: ControlLoop, recorder: SessionRecorder) -> None:
+        def noted(values: Mapping[str, float], at: float, sent: bool,
+                  source: Observation | None) -> None:
+            recorder.note_publish(at, values, source)
+
+        loop.publish_observers.append(noted)
+
     def counters(self) -> dict[str, int]:
         assert self.orch is not None
         rows = []
@@ -227,10 +250,6 @@ class StackDriver(Driver):
 
     def inferences(self) -> list[tuple[float, float]]:
         return list(self._inference)
-
-    async def triton_statistics(self) -> ModelStatistics | None:
-        assert self.orch is not None
-        return await self.orch.manager.triton.statistics(self.model.name)
 
     def control_cpu(self) -> dict[str, float]:
         return {"tick_s": sum(p.tick_s for p in self._probes),

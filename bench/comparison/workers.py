@@ -17,85 +17,42 @@ the Triton call, thread CPU) do not reach them. What this driver measures instea
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from typing import Any
 
 from orchestrator.settings import Settings
-from orchestrator.triton.client import ModelStatistics
-from tests.support.orchestrator import Orchestrator, run_orchestrator
 
-from .drivers import DESIGNS, DesignContext, Driver
-from .fleet import RobotRooms
-from .measure import SessionRecorder
+from .drivers import DESIGNS, DesignContext, Driver, OrchestratorDriver
 from .models import BenchModel
 
 BOOT_TIMEOUT_S = 180.0  # Ray's daemons and W actor processes on a loaded 2-core machine
 
 
-class WorkersDriver(Driver):
+class WorkersDriver(OrchestratorDriver):
     def __init__(self, *, model: BenchModel, n: int, arena_url: str, triton_url: str,
                  rate: float, workers: int, latency_prior_s: float = 0.1,
                  stale_after_s: float | None = None) -> None:
-        self.model, self.n, self.arena_url, self.rate = model, n, arena_url, rate
-        self.design = f"workers_{workers}"
         extra = {} if stale_after_s is None else {"stale_after_s": stale_after_s}
-        self.settings = Settings(
+        settings = Settings(
             triton_url=triton_url, triton_timeout_s=10.0, max_sessions=128,
             latency_prior_s=latency_prior_s, workers=workers, worker_max_sessions=128,
             ray_namespace=f"bench-{uuid.uuid4().hex[:6]}", log_level="WARNING",
             **extra)  # type: ignore[arg-type]
-        self.workspace = f"bench-{uuid.uuid4().hex[:8]}"
-        self.ids = [f"work{i:02d}-{uuid.uuid4().hex[:4]}" for i in range(n)]
-        self.recorders = [SessionRecorder() for _ in range(n)]  # no publish times: see above
-        self._created: dict[str, dict[str, Any]] = {}
+        # Its recorders stay empty (no publish times: see above).
+        super().__init__(model=model, n=n, arena_url=arena_url, rate=rate, settings=settings,
+                         id_prefix="work")
+        self.design = f"workers_{workers}"
         self._stats: dict[str, dict[str, Any]] = {}
         self._worker_pids: dict[str, int] = {}
-        self._cm: contextlib.AbstractAsyncContextManager[Orchestrator] | None = None
-        self.orch: Orchestrator | None = None
 
     async def open(self) -> None:
-        self._cm = run_orchestrator(self.settings, start_timeout_s=BOOT_TIMEOUT_S)
-        self.orch = orch = await self._cm.__aenter__()
+        orch = await self._boot(BOOT_TIMEOUT_S)
         health = (await orch.http.get("/health")).json()
         workers = health.get("workers", {})
         if not workers or not all(w.get("alive") for w in workers.values()):
             raise RuntimeError(f"workers not all up: {workers}")
         self._worker_pids = {name: int(w["pid"]) for name, w in workers.items()}
-        for sid in self.ids:
-            self._created[sid] = await orch.create_session(
-                session_id=sid, policy_path=self.model.name,
-                camera_names=list(self.model.contract.cameras),
-                arena_server_url=self.arena_url, workspace_id=self.workspace,
-                rate_hz=self.rate,
-            )
-
-    def rooms(self) -> list[RobotRooms]:
-        return [RobotRooms(c["workspace_id"], c["joint_input_room_id"],
-                           c["joint_output_room_id"], dict(c["camera_room_ids"]))
-                for c in self._created.values()]
-
-    async def _post_all(self, action: str) -> None:
-        assert self.orch is not None
-        for sid in self._created:
-            response = await self.orch.http.post(f"/sessions/{sid}/{action}")
-            if response.status_code != 200:
-                raise RuntimeError(f"{action} {sid}: {response.status_code} {response.text}")
-
-    async def start(self) -> None:
-        await self._post_all("start")
-
-    async def stop(self) -> None:
-        await self._post_all("stop")
-
-    async def close(self) -> None:
-        if self.orch is not None:
-            for sid in list(self._created):
-                with contextlib.suppress(Exception):
-                    await self.orch.http.delete(f"/sessions/{sid}")
-        if self._cm is not None:
-            await self._cm.__aexit__(None, None, None)
-        self._cm = self.orch = None
+        await self._create_sessions()
 
     async def sample(self) -> None:
         assert self.orch is not None
@@ -118,10 +75,6 @@ class WorkersDriver(Driver):
 
     def inferences(self) -> list[tuple[float, float]]:
         return []  # timed inside the workers; their stats carry p50/p99 per session
-
-    async def triton_statistics(self) -> ModelStatistics | None:
-        assert self.orch is not None
-        return await self.orch.manager.triton.statistics(self.model.name)
 
     def cpu_groups(self) -> dict[str, tuple[int | None, bool]]:
         return {name: (pid, False) for name, pid in self._worker_pids.items()}
