@@ -50,6 +50,7 @@ from bench.comparison.fleet import Fleet, FleetConfig, RobotRooms
 from orchestrator.triton.launcher import LocalTriton
 from tests.support.arena import free_port
 from tests.support.policies import write_so100_model
+from tests.support.processes import stop_process
 
 MODEL = "so100_soak"
 RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
@@ -90,12 +91,7 @@ class ApiProcess:
     def stop(self) -> int | None:
         if self.proc is None:
             return None
-        self.proc.terminate()
-        try:
-            return self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(10)
+        return stop_process(self.proc, 20)
 
 
 def orchestrator_processes(api_pid: int, pids: list[int], match: list[str]

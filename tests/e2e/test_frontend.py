@@ -33,6 +33,7 @@ from orchestrator.triton.launcher import LocalTriton
 from sim_robot.robot import SimRobot
 from tests.support.hub import HubCheckpoint, add_repo, checkpoint_files, make_hub_checkpoint
 from tests.support.orchestrator import Orchestrator, run_orchestrator, wait_for
+from tests.support.processes import stop_process
 from tests.support.triton import local_triton
 
 FRONT_END_JOINTS = ("Rotation", "Pitch", "Elbow", "Wrist_Pitch", "Wrist_Roll", "Jaw")
@@ -78,11 +79,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
               LocalArenaServer(prefix="/api") as arena):
             yield Stack(hub, repository, jobs, triton, arena)
     finally:
-        worker.terminate()
-        try:
-            worker.wait(10)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker, 10)
         shutil.rmtree(root / "triton", ignore_errors=True)
 
 

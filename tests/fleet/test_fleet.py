@@ -29,6 +29,7 @@ from orchestrator.triton.launcher import LocalTriton
 from tests.e2e.conftest import e2e_settings
 from tests.support.arena import ArenaServerProcess, free_port
 from tests.support.orchestrator import Orchestrator, run_orchestrator, wait_for
+from tests.support.processes import stop_process
 from tests.support.rooms import robot_for, send_emergency_stop
 
 WIDE = {f"{j}.pos": (-1e4, 1e4) for j in
@@ -223,12 +224,7 @@ def api_process(env: dict[str, str], timeout_s: float = 120.0) -> Iterator[str]:
             time.sleep(0.25)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, 30)
 
 
 async def test_a_second_api_process_lists_and_drives_the_same_sessions(
