@@ -82,6 +82,8 @@ class JointMapper:
                 self._known[robot_name] = index
         self._values = np.zeros(len(names), dtype=np.float64)
         self._have = np.zeros(len(names), dtype=bool)
+        self._ready = False  # every slot read (asked at every tick: kept, not recomputed)
+        self._command_names: tuple[str, ...] | None = None  # robot names, in action order
         self.last_update: float | None = None
         self.unknown_count = 0
         self.invalid_count = 0
@@ -105,7 +107,7 @@ class JointMapper:
     @property
     def ready(self) -> bool:
         """True once every model joint has had a real reading."""
-        return bool(self._have.all())
+        return self._ready
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -123,6 +125,7 @@ class JointMapper:
     def reset(self) -> None:
         """Forget every reading (counters stay: they are session statistics)."""
         self._have[:] = False
+        self._ready = False
         self._values[:] = 0.0
         self.last_update = None
 
@@ -149,6 +152,7 @@ class JointMapper:
             self._have[index] = True
             if self._robot_names[index] is None:
                 self._robot_names[index] = name
+                self._command_names = None
             accepted += 1
         self.unknown_count += len(unknown)
         self.invalid_count += len(invalid)
@@ -158,6 +162,7 @@ class JointMapper:
             self.unknown_names.add(name)
         if accepted:
             self.last_update = stamp
+            self._ready = self._ready or bool(self._have.all())
         return ReadingResult(accepted, tuple(unknown), tuple(invalid))
 
     def robot_name(self, model_name: str) -> str:
@@ -173,8 +178,10 @@ class JointMapper:
         if values.shape != (len(self.action_names),):
             raise ValueError(f"action must have {len(self.action_names)} values, got shape "
                              f"{list(values.shape)}")
-        return {self.robot_name(n): float(v) for n, v in zip(self.action_names, values,
-                                                              strict=True)}
+        names = self._command_names
+        if names is None:
+            names = self._command_names = tuple(self.robot_name(n) for n in self.action_names)
+        return dict(zip(names, values.tolist(), strict=True))
 
 
 def _entries(items: Iterable[Mapping[str, object]]) -> Iterable[tuple[object, object]]:

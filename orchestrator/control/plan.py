@@ -116,7 +116,11 @@ class Plan:
 
     def drop_through(self, k: int) -> int:
         """Forget every tick <= ``k``; returns how many were dropped."""
-        stale = [t for t in self._slots if t <= k]
+        stale = []
+        for t in self._slots:  # in tick order: stop at the first one ahead
+            if t > k:
+                break
+            stale.append(t)
         for t in stale:
             del self._slots[t]
         return len(stale)

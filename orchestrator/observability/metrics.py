@@ -20,46 +20,23 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from orchestrator.observability.tick_series import TickSeries, TickSeriesCollector
+
 REGISTRY = CollectorRegistry(auto_describe=True)
 
-_TICK_BUCKETS = (0.005, 0.01, 0.02, 0.025, 0.03, 0.0333, 0.035, 0.04, 0.05, 0.075, 0.1, 0.25)
-_JITTER_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1)
 _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 
-TICK_PERIOD = Histogram(
-    "orchestrator_tick_period_seconds", "Time between consecutive published ticks",
-    ["session"], buckets=_TICK_BUCKETS, registry=REGISTRY,
-)
-TICK_JITTER = Histogram(
-    "orchestrator_tick_jitter_seconds", "Absolute lateness of a tick against its deadline",
-    ["session"], buckets=_JITTER_BUCKETS, registry=REGISTRY,
-)
+# Tick period and jitter, observation age, plan length, commands, underruns and holds are
+# counted by the ticks in plain numbers (see tick_series) and read here at scrape.
+TICK_SERIES = TickSeriesCollector()
+REGISTRY.register(TICK_SERIES)
 INFERENCE_LATENCY = Histogram(
     "orchestrator_inference_latency_seconds", "Triton request latency seen by a session",
     ["session"], buckets=_LATENCY_BUCKETS, registry=REGISTRY,
 )
-OBSERVATION_AGE = Gauge(
-    "orchestrator_observation_age_seconds", "Age of the oldest part of the latest observation",
-    ["session"], registry=REGISTRY,
-)
-PLAN_LENGTH = Gauge(
-    "orchestrator_plan_length_ticks", "Ticks of actions left in the plan", ["session"],
-    registry=REGISTRY,
-)
-COMMANDS_SENT = Counter(
-    "orchestrator_commands_sent_total", "Joint commands published", ["session"], registry=REGISTRY
-)
-UNDERRUNS = Counter(
-    "orchestrator_plan_underruns_total", "Ticks with no planned action", ["session"],
-    registry=REGISTRY,
-)
 SAFETY_INTERVENTIONS = Counter(
     "orchestrator_safety_interventions_total", "Commands changed or held by the safety layer",
     ["session", "kind"], registry=REGISTRY,
-)
-HOLDS = Counter(
-    "orchestrator_holds_total", "Ticks that published nothing (the robot holds), by reason",
-    ["session", "reason"], registry=REGISTRY,
 )
 ERRORS = Counter(
     "orchestrator_errors_total", "Errors by kind", ["session", "kind"], registry=REGISTRY
@@ -67,12 +44,16 @@ ERRORS = Counter(
 SESSIONS = Gauge("orchestrator_sessions", "Sessions by state", ["state"], registry=REGISTRY)
 TRITON_UP = Gauge("orchestrator_triton_up", "1 when Triton answers ready", registry=REGISTRY)
 
-_PER_SESSION = (TICK_PERIOD, TICK_JITTER, INFERENCE_LATENCY, OBSERVATION_AGE, PLAN_LENGTH,
-                COMMANDS_SENT, UNDERRUNS)
-_PER_SESSION_KIND = (SAFETY_INTERVENTIONS, ERRORS, HOLDS)
+_PER_SESSION = (INFERENCE_LATENCY,)
+_PER_SESSION_KIND = (SAFETY_INTERVENTIONS, ERRORS)
+
+
+def tick_series(session_id: str) -> TickSeries:
+    return TICK_SERIES.series(session_id)
 
 
 def forget_session(session_id: str) -> None:
+    TICK_SERIES.forget(session_id)
     for metric in _PER_SESSION:
         with contextlib.suppress(KeyError):
             metric.remove(session_id)

@@ -29,7 +29,7 @@ from orchestrator.sessions.capture import JointReadings, align, observation_stat
 from orchestrator.sessions.config import LoopSettings
 from orchestrator.sessions.observation import Observation, ObservationBuilder
 from orchestrator.sessions.policy import PolicyRef
-from orchestrator.sessions.scheduler import Outbox, TickMetrics, membership, scheduler_for
+from orchestrator.sessions.scheduler import Outbox, membership, scheduler_for
 from orchestrator.triton.client import (
     BadInput,
     InferenceTimeout,
@@ -103,17 +103,17 @@ class ControlLoop:
         # Commands leave through the session's own task: a tick only hands them over.
         self.outbox = Outbox(publish, self._on_sent, name=session_id)
         self._grid_offset: int | None = None  # grid tick - own tick, while shared-ticked
-        self._m = TickMetrics(session_id)
+        self._m = metrics.tick_series(session_id)  # plain numbers, read at scrape
         # The last chunks merged, with the observation each came from: for debug and for
         # checking published commands against the model's output.
         self.recent_chunks: deque[tuple[Observation, np.ndarray]] = deque(maxlen=32)
         self._warn = RateLimitedLogger(log, interval_s=10.0)
         # Known label values start at 0, so a dashboard sees the series before the first event.
-        for kind in ("limit", "step", "non_finite"):
-            metrics.SAFETY_INTERVENTIONS.labels(session_id, kind)
+        # (looked up once: ``labels()`` takes a lock and costs microseconds.)
+        self._interventions = {kind: metrics.SAFETY_INTERVENTIONS.labels(session_id, kind)
+                               for kind in ("limit", "step", "non_finite")}
         for kind in _ERROR_KINDS:
             metrics.ERRORS.labels(session_id, kind)
-        metrics.UNDERRUNS.labels(session_id)
         self.crashed: str | None = None  # why the loop task ended by itself, if it did
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -243,13 +243,14 @@ class ControlLoop:
     def _tick(self, k: int, now: float, clock: TickClock) -> None:
         lateness = clock.lateness(k, now)
         self.counters.lateness.append(lateness)
-        self._m.jitter.observe(abs(lateness))
+        m = self._m
+        m.jitter.observe(abs(lateness))
         freshness = self._freshness(now)
         decision = self.core.on_tick(k, now, freshness)
         self.counters.last_decision = decision
         for event in decision.interventions:
             self.counters.interventions[event.kind] += 1
-            metrics.SAFETY_INTERVENTIONS.labels(self.session_id, event.kind).inc()
+            self._interventions[event.kind].inc()
             self._warn.log(logging.WARNING, f"{event.kind}:{event.joint}",
                            "session %s: safety %s on joint %s: planned %s, published %s",
                            self.session_id, event.kind, event.joint, event.value, event.published)
@@ -257,19 +258,19 @@ class ControlLoop:
             command = self.mapper.to_command(decision.command)
             self.outbox.put(command, time.monotonic(), self._chunk_obs)
             self.counters.commands_sent += 1
-            self._m.commands.inc()
+            m.commands += 1
             if self._last_publish is not None:
-                self._m.period.observe(now - self._last_publish)
+                m.period.observe(now - self._last_publish)
             self._last_publish = now
             if self._chunk_obs is not None:
                 self.counters.obs_to_command.append(time.monotonic() - self._chunk_obs.oldest_stamp)
         elif decision.underrun:
-            self._m.underruns.inc()
+            m.underruns += 1
         if decision.command is None:
-            self._m.hold(decision.reason.value).inc()
-        self._m.plan.set(decision.horizon)
+            m.hold(decision.reason.value)
+        m.plan = decision.horizon
         if freshness.age is not None:
-            self._m.age.set(freshness.age)
+            m.age = freshness.age
         if decision.request_inference:
             frames = {c: s.latest() for c, s in self._cameras.items()}
             state, joints_at = observation_state(

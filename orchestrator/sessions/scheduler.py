@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from orchestrator.control.timing import TickClock
-from orchestrator.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -126,27 +125,6 @@ def scheduler_for(rate_hz: float) -> TickScheduler:
 def schedulers() -> list[TickScheduler]:
     """Every scheduler of the running event loop (for stats and benches)."""
     return list(_SCHEDULERS.get(asyncio.get_running_loop(), {}).values())
-
-
-class TickMetrics:
-    """A session's labelled metric children, looked up once: ``labels()`` takes a lock and
-    costs microseconds, several times in every tick of every session otherwise."""
-
-    def __init__(self, session_id: str) -> None:
-        self.session_id = session_id
-        self.jitter = metrics.TICK_JITTER.labels(session_id)
-        self.period = metrics.TICK_PERIOD.labels(session_id)
-        self.commands = metrics.COMMANDS_SENT.labels(session_id)
-        self.underruns = metrics.UNDERRUNS.labels(session_id)
-        self.plan = metrics.PLAN_LENGTH.labels(session_id)
-        self.age = metrics.OBSERVATION_AGE.labels(session_id)
-        self._holds: dict[str, Any] = {}
-
-    def hold(self, reason: str) -> Any:
-        child = self._holds.get(reason)
-        if child is None:
-            child = self._holds[reason] = metrics.HOLDS.labels(self.session_id, reason)
-        return child
 
 
 # (command, time it was handed over, whether it was sent, context given with it)

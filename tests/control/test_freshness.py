@@ -76,3 +76,32 @@ def test_fresh_exactly_when_every_source_delivered_within_max_age(
     ages = [*frames.values(), joints]
     assert f.fresh == all(a is not None and a <= max_age for a in ages)
     assert f.fresh == (f.reason is Reason.OK)
+
+
+_AGE = st.none() | st.floats(0, 2) | st.just(math.inf) | st.just(math.nan)
+
+
+@settings(deadline=None, max_examples=300)
+@given(frames=st.dictionaries(st.sampled_from(["a", "b", "c"]), _AGE), joints=_AGE,
+       max_age=st.floats(0.01, 1.5), joints_max_age=st.none() | st.just(math.inf)
+       | st.floats(0.01, 1.5))
+def test_the_report_names_every_waiting_and_stale_source_and_the_oldest_age(
+    frames: dict[str, float | None], joints: float | None, max_age: float,
+    joints_max_age: float | None,
+) -> None:
+    """The common case has a short path; every case must give the full report's answer."""
+    f = observation_freshness(frames, joints, max_age, joints_max_age)
+    limits = {**dict.fromkeys(frames, max_age),
+              "joints": max_age if joints_max_age is None else joints_max_age}
+    ages = {**frames, "joints": joints}
+    assert set(f.waiting) == {n for n, a in ages.items() if a is None}
+    stale = {n for n, a in ages.items() if a is not None and not a <= limits[n]}
+    assert set(f.stale_sources) == (stale if not f.fresh else set())
+    assert f.fresh == (not stale and all(a is not None for a in ages.values()))
+    known = [math.inf if math.isnan(a) else a for a in ages.values() if a is not None]
+    if not known:
+        assert f.age is None
+    elif any(a is not None and math.isnan(a) for a in ages.values()):
+        assert f.age is not None and (math.isnan(f.age) or f.age == max(known))
+    else:
+        assert f.age == max(known)

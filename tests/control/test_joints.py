@@ -82,6 +82,18 @@ def test_commands_go_out_under_the_robots_own_names() -> None:
                        "wrist_flex": 3.0, "wrist_roll.pos": 4.0, "gripper.pos": 5.0}
 
 
+def test_a_name_the_robot_reports_later_renames_the_next_command() -> None:
+    mapper = JointMapper([f"{n}.pos" for n in SO100])
+    assert list(mapper.to_command(np.zeros(6)))[3] == "wrist_flex.pos"
+    mapper.update({"wrist_flex": 2.0}, stamp=0.0)  # the robot's name, without .pos
+    assert list(mapper.to_command(np.zeros(6)))[3] == "wrist_flex"
+    assert not mapper.ready
+    mapper.update({f"{n}.pos": 1.0 for n in SO100}, stamp=1.0)
+    assert mapper.ready
+    mapper.reset()
+    assert not mapper.ready and mapper.state() is None
+
+
 def test_action_names_may_differ_from_state_names() -> None:
     mapper = JointMapper(["a", "b"], action_names=["b", "c"])
     mapper.update({"b.pos": 1.0}, stamp=0.0)

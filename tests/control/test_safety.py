@@ -170,3 +170,36 @@ def test_whatever_the_plan_contains_the_stream_respects_limits_and_max_step(
             changed = {e.joint for e in cmd.interventions}
             assert changed == {safety.joint_names[j] for j in np.flatnonzero(~inside)}
         last = cmd.values
+
+
+def _numpy_reference(actions: list[np.ndarray], lo: np.ndarray, hi: np.ndarray,
+                     step: float) -> list[tuple[list[float] | None, list[tuple[int, str]]]]:
+    """The filter written with numpy's clip, as it was before the per-tick path moved to
+    Python floats: the two must publish the same values and report the same changes."""
+    out: list[tuple[list[float] | None, list[tuple[int, str]]]] = []
+    last: np.ndarray | None = None
+    for target in actions:
+        if not np.all(np.isfinite(target)):
+            bad = np.flatnonzero(~np.isfinite(target))
+            out.append((None, [(int(i), "non_finite") for i in bad]))
+            continue
+        limited = np.clip(target, lo, hi)
+        events = [(int(i), "limit") for i in np.flatnonzero(limited != target)]
+        cmd = limited if last is None else np.clip(limited, last - step, last + step)
+        events += [(int(i), "step") for i in np.flatnonzero(cmd != limited)]
+        last = cmd
+        out.append((cmd.tolist(), events))
+    return out
+
+
+@PROPS
+@given(actions=st.lists(arrays(np.float64, 6, elements=ANY_FLOAT), min_size=1, max_size=12),
+       step=st.floats(0.01, 50))
+def test_the_filter_matches_a_numpy_clip_reference(actions: list[np.ndarray],
+                                                   step: float) -> None:
+    safety = SafetyLayer(JOINTS, max_step=step)
+    expected = _numpy_reference(actions, safety.lo, safety.hi, step)
+    for action, (values, events) in zip(actions, expected, strict=True):
+        cmd = safety.filter(action)
+        assert (None if cmd.values is None else cmd.values.tolist()) == values
+        assert [(JOINTS.index(e.joint), e.kind) for e in cmd.interventions] == events

@@ -11,8 +11,9 @@ from orchestrator.observability.metrics import exposition, forget_session, sessi
 
 
 def test_worker_series_are_merged_into_one_family_each_labelled_by_worker() -> None:
-    metrics.COMMANDS_SENT.labels("merge-a").inc(3)
-    metrics.TICK_JITTER.labels("merge-a").observe(0.001)
+    series = metrics.tick_series("merge-a")
+    series.commands += 3
+    series.jitter.observe(0.001)
     try:
         families = session_families()
         # What crosses the process boundary holds per-session samples only.
