@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -210,3 +211,50 @@ def parse_robotics(raw: str | bytes) -> RoboticsMessage | Malformed | Ignored:
 def parse_video(raw: str | bytes) -> VideoMessage | Malformed | Ignored:
     msg = _parse(raw, _VIDEO)
     return msg  # type: ignore[return-value]  # the table only holds video models
+
+
+class JointUpdateEncoder:
+    """``joint_update`` text for a producer that sends the same joints every tick.
+
+    ``json.dumps`` of the message, with its {name, value} dict per joint built first, costs
+    about as much as the WebSocket send itself. The joints' names rarely change, so the
+    message is a template per name tuple (names JSON-escaped once) filled with the values'
+    ``repr``, which is how ``json`` writes a float. Values are validated as before: finite
+    numbers, bool excluded; names non-empty strings.
+    """
+
+    _MAX_TEMPLATES = 8  # name tuples kept (a robot renames joints rarely, if ever)
+
+    def __init__(self) -> None:
+        self._templates: dict[tuple[Any, ...], str] = {}
+
+    def encode(self, values: Mapping[str, float]) -> str:
+        names = tuple(values)
+        template = self._templates.get(names)
+        if template is None:
+            template = self._template(names)
+        numbers: list[float] = []
+        for name, value in values.items():
+            if type(value) is not float:
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise ValueError(f"joint {name!r}: value must be a number, got {value!r}")
+                value = float(value)
+            if not math.isfinite(value):
+                raise ValueError(f"joint {name!r}: value must be finite, got {value!r}")
+            numbers.append(value)
+        return template % tuple(numbers)
+
+    def _template(self, names: tuple[Any, ...]) -> str:
+        if not names:
+            raise ValueError("send_joints needs at least one joint")
+        for name in names:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"joint names must be non-empty strings, got {name!r}")
+        # %-placeholders for the values; a "%" in a name is escaped so it stays literal.
+        entries = ",".join('{"name":' + json.dumps(n).replace("%", "%%") + ',"value":%r}'
+                           for n in names)
+        template = '{"type":"joint_update","data":[' + entries + "]}"
+        if len(self._templates) >= self._MAX_TEMPLATES:
+            self._templates.clear()
+        self._templates[names] = template
+        return template

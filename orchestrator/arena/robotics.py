@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import random
 import time
 import uuid
@@ -30,6 +29,7 @@ from .messages import (
     Ignored,
     Joined,
     JointUpdate,
+    JointUpdateEncoder,
     Malformed,
     StateSync,
     deliver_emergency_stop,
@@ -254,9 +254,16 @@ class _RoboticsClient:
             self._last_rx = time.monotonic()
             self._dispatch(parse_robotics(raw))
 
-    async def _send(self, ws: ClientConnection, message: dict[str, Any]) -> bool:
+    async def _send(self, ws: ClientConnection, message: dict[str, Any] | str) -> bool:
+        text = message if isinstance(message, str) else json.dumps(message)
         try:
-            await asyncio.wait_for(ws.send(json.dumps(message)), self._send_timeout_s)
+            if ws.transport.get_write_buffer_size() == 0:
+                # Nothing queued: the frame goes to the socket now and the send cannot wait
+                # on flow control, so it needs no timer (arming one costs as much as the
+                # send). Behind a backlog the send may wait on the peer: bound it.
+                await ws.send(text)
+            else:
+                await asyncio.wait_for(ws.send(text), self._send_timeout_s)
         except (ConnectionClosed, TimeoutError, OSError) as exc:
             self.stats.last_error = f"send failed: {exc!r}"
             return False
@@ -361,33 +368,26 @@ class RoboticsProducer(_RoboticsClient):
 
     role: Role = "producer"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._encoder = JointUpdateEncoder()
+
     async def send_joints(self, values: Mapping[str, float]) -> bool:
         """Send one joint_update. ValueError on bad input; False if not sent (disconnected)."""
-        data = []
-        for name, value in values.items():
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"joint names must be non-empty strings, got {name!r}")
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"joint {name!r}: value must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ValueError(f"joint {name!r}: value must be finite, got {value!r}")
-            data.append({"name": name, "value": float(value)})
-        if not data:
-            raise ValueError("send_joints needs at least one joint")
-        return await self._publish({"type": "joint_update", "data": data})
+        return await self._publish(self._encoder.encode(values), joints=True)
 
     async def emergency_stop(self, reason: str) -> bool:
         """Broadcast emergency_stop to the room (everyone, this client included, gets it)."""
-        return await self._publish({"type": "emergency_stop", "reason": reason})
+        return await self._publish(json.dumps({"type": "emergency_stop", "reason": reason}))
 
-    async def _publish(self, message: dict[str, Any]) -> bool:
+    async def _publish(self, text: str, *, joints: bool = False) -> bool:
         ws = self._ws
         if ws is None or not self.stats.connected:
             self.stats.send_dropped += 1
             return False
-        if not await self._send(ws, message):
+        if not await self._send(ws, text):
             self.stats.send_dropped += 1
             return False
-        if message["type"] == "joint_update":
+        if joints:
             self.stats.sent += 1
         return True
