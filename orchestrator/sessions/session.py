@@ -14,6 +14,7 @@ from orchestrator.arena.rest import ArenaError, ArenaRest, ArenaUnavailable
 from orchestrator.arena.robotics import RoboticsConsumer, RoboticsProducer
 from orchestrator.arena.video import VideoConsumer
 from orchestrator.observability import metrics
+from orchestrator.sessions import presence
 from orchestrator.sessions.config import ModelBinding, SessionConfig
 from orchestrator.sessions.errors import DependencyUnavailable, InvalidTransition
 from orchestrator.sessions.loop import ControlLoop
@@ -62,7 +63,7 @@ class Session:
         self._start_when_ready = False
         self._latched: str | None = None  # an emergency stop that came before the model
         self._transition = asyncio.Lock()
-        self._producer_present = False
+        self._presence: presence.WorkspacePresence | None = None  # shared per workspace
         self._presence_task: asyncio.Task[None] | None = None
 
     # -- opening and closing -------------------------------------------------------------
@@ -84,8 +85,10 @@ class Session:
             await self.commands_out.start()
             for camera in self.cameras.values():
                 await camera.start()
+            self._presence = presence.acquire(cfg.arena_url, cfg.workspace_id,
+                                              cfg.arena_timeout_s)
             self._presence_task = asyncio.create_task(
-                self._watch_presence(), name=f"presence-{self.session_id}"
+                self._watch_video_rooms(), name=f"video-rooms-{self.session_id}"
             )
             self.init_step = "waiting for the model"
         except (ArenaUnavailable, ArenaError, OSError, TimeoutError) as exc:
@@ -161,6 +164,9 @@ class Session:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._presence_task
             self._presence_task = None
+        if self._presence is not None:
+            board, self._presence = self._presence, None
+            await presence.release(board)
         closers = [self.joints_in.stop(), self.commands_out.stop(),
                    *(c.stop() for c in self.cameras.values())]
         for result in await asyncio.gather(*closers, return_exceptions=True):
@@ -256,20 +262,18 @@ class Session:
         """The Arena server forwards only joints whose value changed, so a robot standing
         still sends nothing: its last values stay current while it is still connected as
         the joint-input room's producer."""
-        return self._producer_present and self.joints_in.connected
+        board = self._presence
+        return (board is not None and board.has_producer(self.config.joint_input_room)
+                and self.joints_in.connected)
 
-    async def _watch_presence(self, period_s: float = 1.0) -> None:
-        cfg = self.config
+    async def _watch_video_rooms(self, period_s: float = 1.0) -> None:
         while True:
             try:
-                room = await self._rest.get_robotics_room(cfg.workspace_id, cfg.joint_input_room)
-                self._producer_present = bool(room.get("has_producer"))
                 await self._recreate_video_rooms()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # server restarting: assume absent until it answers
-                self._producer_present = False
-                log.debug("session %s: presence check failed: %s", self.session_id, exc)
+            except Exception as exc:  # server restarting: try again next period
+                log.debug("session %s: video room check failed: %s", self.session_id, exc)
             await asyncio.sleep(period_s)
 
     async def _recreate_video_rooms(self) -> None:

@@ -1,0 +1,74 @@
+"""The joint-input rooms' producers, polled once per workspace for every session in it,
+against a real room server and real robotics clients."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from orchestrator.arena.rest import ArenaRest, new_workspace
+from orchestrator.arena.robotics import RoboticsProducer
+from orchestrator.sessions import presence
+from tests.support.arena import ArenaServerThread
+
+
+@pytest.fixture(scope="module")
+def arena() -> Iterator[ArenaServerThread]:
+    with ArenaServerThread() as server:
+        yield server
+
+
+async def _until(predicate: object, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_sessions_in_one_workspace_share_one_poll_that_sees_producers_come_and_go(
+    arena: ArenaServerThread,
+) -> None:
+    ws = new_workspace()
+    async with ArenaRest(arena.base_url) as rest:
+        for room in ("a", "b"):
+            await rest.create_robotics_room(ws, room)
+    first = presence.acquire(arena.base_url, ws, 5.0, period_s=0.1)
+    second = presence.acquire(arena.base_url, ws, 5.0, period_s=0.1)
+    other = presence.acquire(arena.base_url, new_workspace(), 5.0, period_s=0.1)
+    assert first is second and other is not first and first.users == 2
+    robot = RoboticsProducer(arena.base_url, ws, "a", "robot-a")
+    try:
+        await _until(lambda: first.polls >= 2, "polls")
+        assert not first.has_producer("a") and not first.has_producer("b")
+        await robot.start()
+        await _until(lambda: first.has_producer("a"), "the producer of room a")
+        assert not first.has_producer("b") and not other.has_producer("a")
+        await robot.stop()
+        await _until(lambda: not first.has_producer("a"), "room a's producer gone")
+    finally:
+        await robot.stop()
+        await presence.release(second)
+        assert first in presence.boards()  # one user left: still polling
+        polls = first.polls
+        await _until(lambda: first.polls > polls, "a poll with one user")
+        await presence.release(first)
+        await presence.release(other)
+    assert presence.boards() == []
+    polls = first.polls
+    await asyncio.sleep(0.3)
+    assert first.polls == polls  # the last user stopped it
+
+
+async def test_a_server_that_does_not_answer_means_no_producer(
+    arena: ArenaServerThread,
+) -> None:
+    board = presence.acquire("http://127.0.0.1:9", new_workspace(), 0.5, period_s=0.1)
+    try:
+        await _until(lambda: board.polls >= 1, "a failed poll")
+        assert not board.has_producer("anything")
+    finally:
+        await presence.release(board)
