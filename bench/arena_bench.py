@@ -5,6 +5,9 @@
 Without --url it starts `arena-server` as a child process on a free port (the server in its
 own process, as in production). Results are merged into bench/results/arena.json under the key
 "joints"; other keys (the video part) are kept. `joint_latency()` is the reusable function.
+Under "client_cost": this process's thread CPU per call of what a session does against the
+server every tick or every second (a command's send_joints; a room GET and a workspace's
+room list, the presence poll), same server, same run.
 """
 
 from __future__ import annotations
@@ -121,6 +124,48 @@ async def joint_latency(
     return result
 
 
+async def _client_cost(base_url: str, count: int) -> dict[str, Any]:
+    workspace, room = new_workspace(), "bench-cost"
+    async with ArenaRest(base_url) as rest:
+        await rest.create_robotics_room(workspace, room)
+        producer = RoboticsProducer(base_url, workspace, room, "bench-cost-producer")
+        await producer.start()
+        try:
+            command = {f"{j}.pos": 1.0 for j in JOINTS}
+
+            async def send() -> None:
+                command["gripper.pos"] += 0.01  # a change every time, as a moving arm sends
+                await producer.send_joints(command)
+
+            calls = {"send_joints": send,
+                     "rest_get_room": lambda: rest.get_robotics_room(workspace, room),
+                     "rest_list_rooms": lambda: rest.list_robotics_rooms(workspace)}
+            out: dict[str, Any] = {"count": count}
+            for name, call in calls.items():
+                n = count if name == "send_joints" else max(50, count // 10)
+                for _ in range(10):
+                    await call()
+                start = time.thread_time()
+                for _ in range(n):
+                    await call()
+                out[f"{name}_cpu_us"] = round((time.thread_time() - start) / n * 1e6, 1)
+            return out
+        finally:
+            await producer.stop()
+
+
+async def client_cost(base_url: str | None = None, count: int = 1000) -> dict[str, Any]:
+    """Thread CPU per call (us) of a command send and of the REST calls a session makes."""
+    if base_url is not None:
+        return await _client_cost(base_url, count)
+    server = LocalArenaServer()
+    await server.astart()
+    try:
+        return await _client_cost(server.base_url, count)
+    finally:
+        await server.astop()
+
+
 def write_results(key: str, result: dict[str, Any], path: Path = RESULTS) -> None:
     """Merge one section into the shared results file (the video bench writes its own key)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -149,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_results("joints", result, args.out)
     print(json.dumps(result, indent=2))
+    cost = asyncio.run(client_cost(args.url, count=args.count))
+    write_results("client_cost", cost, args.out)
+    print(json.dumps({"client_cost": cost}, indent=2))
 
 
 if __name__ == "__main__":
