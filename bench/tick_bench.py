@@ -1,6 +1,6 @@
 """CPU of the tick path per session-tick, offline: the real ControlLoop, no network.
 
-    python -m bench.tick_bench [--sessions 16] [--ticks 3000] [--repeat 3]
+    python -m bench.tick_bench [--sessions 16] [--ticks 3000] [--repeat 3] [--cold]
 
 N sessions are ticked in turn at every grid tick, as the shared scheduler does (decision,
 safety, metrics, hand-off to the outbox), then each outbox sends to a no-op publish, and
@@ -8,7 +8,9 @@ refill requests are answered at once by an in-process stand-in for Triton (a chu
 continues the plan smoothly, so the safety layer intervenes nowhere). The clock is virtual
 (tick k runs at its deadline); cameras and joints report fresh. Each phase is timed with
 ``time.perf_counter`` around it (``thread_time`` is a system call, and costs tens of
-microseconds on a busy machine): run it on an idle machine. Writes
+microseconds on a busy machine): run it on an idle machine. ``--cold`` runs other work
+between passes (JSON parsing and a sweep over 16 MiB), as the event loop's RTP, joint and
+HTTP handling does in situ, so each pass starts with caches holding something else. Writes
 bench/results/tick_path.json.
 
 It only uses the loop's constructor and its tick and send entry points, so the same file
@@ -97,7 +99,24 @@ def _loops(n: int, now: _Now, chunk: int, image: tuple[int, int]) -> list[Contro
     return loops
 
 
-async def run(sessions: int, ticks: int, chunk: int, image: tuple[int, int]) -> dict[str, Any]:
+class _OtherWork:
+    """Unrelated Python and memory traffic between two passes (``--cold``)."""
+
+    def __init__(self) -> None:
+        self.texts = [json.dumps({f"k{i}": list(range(20)), "s": "x" * 50}) for i in range(600)]
+        self.memory = bytearray(16 * 1024 * 1024)
+
+    def __call__(self) -> None:
+        for text in self.texts:
+            json.loads(text)
+        memory = self.memory
+        for i in range(0, len(memory), 64):  # one touch per cache line
+            memory[i] ^= 1
+
+
+async def run(sessions: int, ticks: int, chunk: int, image: tuple[int, int],
+              cold: bool = False) -> dict[str, Any]:
+    other_work = _OtherWork() if cold else None
     now = _Now()
     loops = _loops(sessions, now, chunk, image)
     clock = TickClock(0.0, RATE)
@@ -108,6 +127,8 @@ async def run(sessions: int, ticks: int, chunk: int, image: tuple[int, int]) -> 
     warmup = min(300, ticks // 5)
     for k in range(ticks + warmup):
         now.t = clock.deadline(k)
+        if other_work is not None:
+            other_work()
         t0 = perf()
         for loop in loops:
             loop._tick(k, now.t, clock)
@@ -131,7 +152,7 @@ async def run(sessions: int, ticks: int, chunk: int, image: tuple[int, int]) -> 
         return {"mean": round(statistics.fmean(values) * 1e6, 2),
                 "p50": round(statistics.median(values) * 1e6, 2)}
 
-    return {"sessions": sessions, "ticks": ticks, "chunk_size": chunk,
+    return {"sessions": sessions, "ticks": ticks, "chunk_size": chunk, "cold": cold,
             "commands": commands, "underruns": underruns,
             "tick_us_per_session_tick": us(tick_s),
             "requests_and_merges_us_per_session_tick": us(answer_s),
@@ -144,9 +165,11 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=3000)
     parser.add_argument("--chunk", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cold", action="store_true",
+                        help="other work between passes (caches hold something else)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    rows = [asyncio.run(run(args.sessions, args.ticks, args.chunk, (96, 128)))
+    rows = [asyncio.run(run(args.sessions, args.ticks, args.chunk, (96, 128), args.cold))
             for _ in range(args.repeat)]
     result = {"machine": platform.platform(), "python": platform.python_version(),
               "rate_hz": RATE, "runs": rows}

@@ -11,6 +11,7 @@ off the tick."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Mapping
@@ -39,8 +40,8 @@ class Observation:
     captured: Mapping[str, float] = field(default_factory=dict)
     frame_dating: str = "arrival"  # "stream", "configured" or "arrival" (the least exact)
 
-    @property
-    def oldest_stamp(self) -> float:
+    @functools.cached_property
+    def oldest_stamp(self) -> float:  # read at every tick that publishes from this chunk
         return min(self.frame_stamps.values(), default=self.taken_at)
 
     @property

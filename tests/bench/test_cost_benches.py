@@ -17,6 +17,8 @@ async def test_the_tick_bench_publishes_every_tick_of_every_session() -> None:
     for key in ("tick_us_per_session_tick", "requests_and_merges_us_per_session_tick",
                 "send_handoff_us_per_session_tick"):
         assert result[key]["mean"] > 0 and result[key]["p50"] > 0
+    cold = await tick_run(sessions=1, ticks=20, chunk=20, image=(24, 32), cold=True)
+    assert cold["cold"] and cold["underruns"] == 0 and cold["commands"] >= 20
 
 
 async def test_client_cost_measures_each_call_against_a_real_room_server() -> None:
