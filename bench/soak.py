@@ -297,7 +297,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
         repo = Path(tmp) / "models"
-        write_so100_model(repo, MODEL)
+        write_so100_model(repo, MODEL, chunk_size=args.chunk)
         with (LocalArenaServer() as arena,
               LocalTriton(repo, work_dir=Path(tmp) / "triton") as triton):
             api = ApiProcess(triton.grpc_url, arena.base_url,
@@ -359,6 +359,8 @@ def cli() -> None:
                         help="minutes of the soak left out of the RSS slope")
     parser.add_argument("--sample-s", type=float, default=10.0)
     parser.add_argument("--camera-fps", type=float, default=10.0)
+    parser.add_argument("--chunk", type=int, default=50,
+                        help="actions per chunk of the soak's model (10 underran: 10-15 Hz)")
     parser.add_argument("--pid", type=int, action="append", default=[],
                         help="another orchestrator process to sample (repeatable)")
     parser.add_argument("--match", action="append", default=[],

@@ -24,10 +24,12 @@ SO100_POS = tuple(f"{j}.pos" for j in SO100)
 CHUNK = 10
 
 
-def so100_contract(name: str, info: Mapping[str, str] | None = None) -> ModelContract:
+def so100_contract(name: str, info: Mapping[str, str] | None = None,
+                   chunk_size: int = CHUNK) -> ModelContract:
     return ModelContract(
         name=name, state_names=SO100_POS, action_names=SO100_POS, cameras=("front",),
-        image_sizes={"front": (24, 32)}, chunk_size=CHUNK, n_action_steps=CHUNK, fps=30.0,
+        image_sizes={"front": (24, 32)}, chunk_size=chunk_size, n_action_steps=chunk_size,
+        fps=30.0,
         info={"demo": "true", **(info or {})},
     )
 
@@ -39,17 +41,18 @@ def write_so100_model(
     bias: Mapping[str, float] | None = None,
     joint_limits: Mapping[str, tuple[float, float]] | None = None,
     seed: int = 0,
+    chunk_size: int = CHUNK,
 ) -> ModelContract:
     """``REPO/NAME`` (CPU config, version 1). ``bias``: joint -> value added to every action
     of that joint (``nan`` makes the model emit NaN for it). ``joint_limits`` go into the
     model's metadata, as an exporter would record them."""
     info = {"joint_limits": json.dumps({k: list(v) for k, v in joint_limits.items()})} \
         if joint_limits else {}
-    contract = so100_contract(name, info)
+    contract = so100_contract(name, info, chunk_size)
     model = tiny_onnx(contract, seed)
     for init in model.graph.initializer:
         if init.name == "bias" and bias:
-            values = numpy_helper.to_array(init).copy().reshape(CHUNK, len(SO100_POS))
+            values = numpy_helper.to_array(init).copy().reshape(chunk_size, len(SO100_POS))
             for joint, shift in bias.items():
                 values[:, SO100_POS.index(joint)] += np.float32(shift)
             init.CopyFrom(numpy_helper.from_array(values.reshape(-1), "bias"))
