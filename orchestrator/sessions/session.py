@@ -64,7 +64,7 @@ class Session:
         self._latched: str | None = None  # an emergency stop that came before the model
         self._transition = asyncio.Lock()
         self._presence: presence.WorkspacePresence | None = None  # shared per workspace
-        self._presence_task: asyncio.Task[None] | None = None
+        self._video_rooms_task: asyncio.Task[None] | None = None
 
     # -- opening and closing -------------------------------------------------------------
     async def open(self, rejoin: bool = False) -> None:
@@ -87,7 +87,7 @@ class Session:
                 await camera.start()
             self._presence = presence.acquire(cfg.arena_url, cfg.workspace_id,
                                               cfg.arena_timeout_s)
-            self._presence_task = asyncio.create_task(
+            self._video_rooms_task = asyncio.create_task(
                 self._watch_video_rooms(), name=f"video-rooms-{self.session_id}"
             )
             self.init_step = "waiting for the model"
@@ -159,11 +159,11 @@ class Session:
         if self.loop is not None:
             with contextlib.suppress(Exception):
                 await self.loop.stop()
-        if self._presence_task is not None:
-            self._presence_task.cancel()
+        if self._video_rooms_task is not None:
+            self._video_rooms_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._presence_task
-            self._presence_task = None
+                await self._video_rooms_task
+            self._video_rooms_task = None
         if self._presence is not None:
             board, self._presence = self._presence, None
             await presence.release(board)
