@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from orchestrator.arena.video import Frame
 from orchestrator.control.timing import TickClock
 from orchestrator.sessions.config import LoopSettings
 from orchestrator.sessions.loop import ControlLoop
@@ -57,14 +58,9 @@ class _Camera:
     def newest_arrival(self) -> float:
         return self.now.t - 0.02
 
-    def latest(self) -> Any:
+    def latest(self) -> Frame:
         self.seq += 1
-        return _Frame(self.rgb, self.now.t - 0.02, self.seq)
-
-
-class _Frame:
-    def __init__(self, rgb: np.ndarray, arrived_at: float, seq: int) -> None:
-        self.rgb, self.arrived_at, self.seq, self.captured_at = rgb, arrived_at, seq, None
+        return Frame(rgb=self.rgb, arrived_at=self.now.t - 0.02, seq=self.seq)
 
 
 class _Triton:

@@ -88,6 +88,16 @@ class Driver(abc.ABC):
                    for r in self.recorders)
 
 
+def orchestrator_settings(triton_url: str, latency_prior_s: float,
+                          stale_after_s: float | None, **more: Any) -> Settings:
+    """The orchestrator's settings for a bench design (``more``: the design's own)."""
+    fields: dict[str, Any] = {"triton_url": triton_url, "triton_timeout_s": 10.0,
+                              "max_sessions": 128, "latency_prior_s": latency_prior_s, **more}
+    if stale_after_s is not None:
+        fields["stale_after_s"] = stale_after_s
+    return Settings(**fields)
+
+
 def _sum(rows: Sequence[Mapping[str, int]]) -> dict[str, int]:
     out: dict[str, int] = {}
     for row in rows:
@@ -197,11 +207,8 @@ class StackDriver(OrchestratorDriver):
     def __init__(self, *, model: BenchModel, n: int, arena_url: str, triton_url: str,
                  rate: float, latency_prior_s: float = 0.1, tick_scheduler: str = "shared",
                  stale_after_s: float | None = None) -> None:
-        extra = {} if stale_after_s is None else {"stale_after_s": stale_after_s}
-        settings = Settings(triton_url=triton_url, triton_timeout_s=10.0, max_sessions=128,
-                            latency_prior_s=latency_prior_s,
-                            tick_scheduler=tick_scheduler,  # type: ignore[arg-type]
-                            **extra)  # type: ignore[arg-type]
+        settings = orchestrator_settings(triton_url, latency_prior_s, stale_after_s,
+                                         tick_scheduler=tick_scheduler)
         super().__init__(model=model, n=n, arena_url=arena_url, rate=rate, settings=settings,
                          id_prefix="stack")
         self.design = "stack" if tick_scheduler == "shared" else f"stack_{tick_scheduler}"

@@ -20,9 +20,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from orchestrator.settings import Settings
-
-from .drivers import DESIGNS, DesignContext, Driver, OrchestratorDriver
+from .drivers import DESIGNS, DesignContext, Driver, OrchestratorDriver, orchestrator_settings
 from .models import BenchModel
 
 BOOT_TIMEOUT_S = 180.0  # Ray's daemons and W actor processes on a loaded 2-core machine
@@ -32,12 +30,10 @@ class WorkersDriver(OrchestratorDriver):
     def __init__(self, *, model: BenchModel, n: int, arena_url: str, triton_url: str,
                  rate: float, workers: int, latency_prior_s: float = 0.1,
                  stale_after_s: float | None = None) -> None:
-        extra = {} if stale_after_s is None else {"stale_after_s": stale_after_s}
-        settings = Settings(
-            triton_url=triton_url, triton_timeout_s=10.0, max_sessions=128,
-            latency_prior_s=latency_prior_s, workers=workers, worker_max_sessions=128,
-            ray_namespace=f"bench-{uuid.uuid4().hex[:6]}", log_level="WARNING",
-            **extra)  # type: ignore[arg-type]
+        settings = orchestrator_settings(
+            triton_url, latency_prior_s, stale_after_s, workers=workers,
+            worker_max_sessions=128, ray_namespace=f"bench-{uuid.uuid4().hex[:6]}",
+            log_level="WARNING")
         # Its recorders stay empty (no publish times: see above).
         super().__init__(model=model, n=n, arena_url=arena_url, rate=rate, settings=settings,
                          id_prefix="work")
