@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -226,13 +227,22 @@ class CpuMeter:
 class ThreadCpu:
     """CPU of this process's main thread (the event loop: control ticks, WebSocket and RTP
     handling) apart from its other threads (video decoding and frame conversion in aiortc's
-    and asyncio's worker threads), over a window."""
+    and asyncio's worker threads), over a window; and how long the main thread waited,
+    ready to run, for a CPU (Linux's schedstat: the machine's contention, not our work)."""
 
     def __init__(self) -> None:
         self._proc = psutil.Process()
         self._main = threading.main_thread().native_id
+        self._schedstat = Path(f"/proc/self/task/{self._main}/schedstat")
         self._t0 = 0.0
         self._start: tuple[float, float] = (0.0, 0.0)
+        self._wait0: float | None = None
+
+    def _runqueue_wait_s(self) -> float | None:
+        try:  # "<ns on a CPU> <ns waiting on a run queue> <time slices>"
+            return int(self._schedstat.read_text().split()[1]) / 1e9
+        except (OSError, IndexError, ValueError):
+            return None  # not Linux, or schedstats off
 
     def _split(self) -> tuple[float, float]:
         main = other = 0.0
@@ -245,9 +255,15 @@ class ThreadCpu:
 
     def start(self) -> None:
         self._start, self._t0 = self._split(), time.monotonic()
+        self._wait0 = self._runqueue_wait_s()
 
     def stop(self) -> dict[str, float]:
-        """Seconds of CPU in the window: main_s, other_threads_s, and wall_s."""
+        """Seconds in the window: main_s and other_threads_s of CPU, wall_s, and (where
+        the kernel tells) main_runqueue_wait_s."""
         main, other = self._split()
-        return {"main_s": main - self._start[0], "other_threads_s": other - self._start[1],
-                "wall_s": time.monotonic() - self._t0}
+        out = {"main_s": main - self._start[0], "other_threads_s": other - self._start[1],
+               "wall_s": time.monotonic() - self._t0}
+        wait = self._runqueue_wait_s()
+        if wait is not None and self._wait0 is not None:
+            out["main_runqueue_wait_s"] = wait - self._wait0
+        return out

@@ -152,4 +152,6 @@ def _cpu_per_tick(run: dict[str, Any]) -> str:
     return (f"  ms/session-tick: tick {cp['tick_ms_per_session_tick']} "
             f"send {cp['send_ms_per_session_tick']} "
             f"loop thread {cp['event_loop_thread_ms_per_session_tick']} "
-            f"other threads {cp['other_threads_ms_per_session_tick']}")
+            f"other threads {cp['other_threads_ms_per_session_tick']}"
+            + (f"; loop waited for a CPU {cp['event_loop_thread_runqueue_wait_share']:.0%}"
+               if "event_loop_thread_runqueue_wait_share" in cp else ""))

@@ -118,6 +118,10 @@ def control_plane(ticks: int, threads: dict[str, float], tick_cpu: dict[str, flo
         "event_loop_thread_cores": round(threads["main_s"] / threads["wall_s"], 3),
         "other_threads_cores": round(threads["other_threads_s"] / threads["wall_s"], 3),
     }
+    if "main_runqueue_wait_s" in threads:
+        # Ready to run with no CPU free: jitter the machine adds, whatever the code does.
+        out["event_loop_thread_runqueue_wait_share"] = round(
+            threads["main_runqueue_wait_s"] / threads["wall_s"], 3)
     if workers_s:
         out["workers_ms_per_session_tick"] = per_tick(sum(workers_s.values()))
         out["workers_cores"] = round(sum(workers_s.values()) / threads["wall_s"], 3)
