@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         default="shared", description="shared: one timer per process and rate ticks every "
         "session in a stable order; per_session: each session its own timer (the earlier design, "
         "kept for benchmarks).")
+    control_nice: int | None = Field(
+        default=None, ge=-20, le=19, description="Nice value of the thread that ticks the "
+        "sessions (Linux, per thread; e.g. -10 where Triton or robots share the CPUs: ticks run "
+        "first, inference waits). Below the current value it needs CAP_SYS_NICE; None: as "
+        "started.")
 
     # Debug
     log_buffer_size: int = Field(default=2000, ge=10)

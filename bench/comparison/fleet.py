@@ -46,6 +46,9 @@ class FleetConfig:
     # SimRobot keyword arguments over the defaults below (max_velocity, limits, initial,
     # camera_joints: e.g. a robot that goes where it is told at once and draws its joints).
     extra: dict[str, Any] = field(default_factory=dict)
+    # The robots' nice value: the bench's own, not that of the thread that spawns them (an
+    # in-process orchestrator may have raised its thread's priority, and children inherit it).
+    nice: int | None = None
 
 
 @dataclass
@@ -95,6 +98,8 @@ async def _fleet(conn: Connection, config: FleetConfig) -> None:
 
 def fleet_main(conn: Connection, config: FleetConfig) -> None:
     logging.basicConfig(level=logging.WARNING)
+    if config.nice is not None:
+        os.setpriority(os.PRIO_PROCESS, 0, config.nice)  # back up to it: never refused
     asyncio.run(_fleet(conn, config))
 
 

@@ -63,6 +63,9 @@ async def health_check(request: Request) -> dict[str, Any]:
         "status": "healthy" if triton_ready else "degraded",
         "triton_ready": triton_ready,
         "active_sessions": len(manager.sessions()),
+        # The tick thread's CPU priority, where sessions run here (ORCHESTRATOR_CONTROL_NICE).
+        **({"control_priority": priority.describe()}
+           if (priority := getattr(manager, "priority", None)) else {}),
         # Sessions in Ray workers: which workers answer (absent when sessions run here).
         **({"workers": await workers()} if (workers := getattr(manager, "workers_health", None))
            else {}),

@@ -11,6 +11,12 @@ import ray
 from orchestrator.fleet.worker import SessionWorker, worker_name
 from orchestrator.settings import Settings
 
+# Ray's raylet starts worker processes at nice 15 (its worker_niceness) unless their runtime
+# environment says otherwise: a session worker's ticks would lose the CPU to every ordinary
+# process beside them (Triton, a room server, robots). Started like the API, at the raylet's
+# own priority; ORCHESTRATOR_CONTROL_NICE then applies in the worker as in the API's process.
+WORKER_RUNTIME_ENV: dict[str, Any] = {"env_vars": {"RAY_worker_niceness": "0"}}
+
 
 def connect(settings: Settings) -> bool:
     """Join the cluster at ``ray_address`` or start a local one; True when we started it."""
@@ -37,7 +43,7 @@ def spawn_workers(settings: Settings) -> dict[int, Any]:
         index: actor.options(
             name=worker_name(index), namespace=settings.ray_namespace,
             lifetime="detached", get_if_exists=True, max_restarts=-1, max_task_retries=0,
-            num_cpus=1, scheduling_strategy="SPREAD",
+            num_cpus=1, scheduling_strategy="SPREAD", runtime_env=WORKER_RUNTIME_ENV,
         ).remote(index, data, settings.ray_namespace)
         for index in range(max(settings.workers, 1))
     }

@@ -327,7 +327,8 @@ class FleetRouter:
         return {worker_name(i): p for i, p in zip(indices, parts, strict=True) if p}
 
     async def workers_health(self) -> dict[str, Any]:
-        """Which workers answer, for /health: name -> alive, sessions, pid, node."""
+        """Which workers answer, for /health: name -> alive, sessions, pid, node, and the
+        priority of the thread that ticks their sessions."""
         if self._ray_error is not None:
             return {"ray": f"unreachable: {self._ray_error}"}
         await self._probe()
@@ -337,7 +338,8 @@ class FleetRouter:
                 h = self._alive[index]
                 out[worker_name(index)] = {"alive": True, "sessions": h["sessions"],
                                            "restoring": h["restoring"], "pid": h["pid"],
-                                           "node_id": h["node_id"]}
+                                           "node_id": h["node_id"],
+                                           "control_priority": h.get("control_priority")}
             else:
                 out[worker_name(index)] = {"alive": False, "reason": self._dead.get(index)}
         return out

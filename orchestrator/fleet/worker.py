@@ -259,6 +259,7 @@ class SessionWorker:
             "capacity": self.settings.worker_max_sessions,
             "restoring": sorted(self._restoring), "restore_errors": dict(self._restore_errors),
             "restored_at_boot": self.restored, "started_at": self.started_at,
+            "control_priority": self.manager.priority.describe(),
         }
 
     async def metrics(self) -> Sequence[Family]:

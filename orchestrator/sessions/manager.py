@@ -17,6 +17,7 @@ from orchestrator.sessions.errors import (
     TooManySessions,
 )
 from orchestrator.sessions.policy import PolicyRef, check_arena_url, parse_policy_path
+from orchestrator.sessions.priority import ControlPriority
 from orchestrator.sessions.provision import ModelProvider, ProvisionFailed, watch_step
 from orchestrator.sessions.session import Session
 from orchestrator.sessions.spec import SERVED_POLICY_TYPES, SessionRooms, SessionSpec
@@ -36,6 +37,10 @@ class SessionManager:
         self._lock = asyncio.Lock()
         self.models = ModelProvider(settings, triton)
         self._provisioning: dict[str, asyncio.Task[None]] = {}  # session id -> its wait
+        # Built on the event loop's thread (the app's lifespan, a worker's constructor): the
+        # thread that will tick the sessions.
+        self.priority = ControlPriority(settings.control_nice)
+        self.priority.apply()
 
     # -- lookups -------------------------------------------------------------------------
     def sessions(self) -> list[Session]:

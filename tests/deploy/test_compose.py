@@ -75,6 +75,11 @@ def test_orchestrator_waits_for_healthy_triton(compose: dict[str, Any]) -> None:
     assert "8001:8001" in orch["ports"]
     assert orch["environment"]["ORCHESTRATOR_TRITON_URL"] == "triton:8001"
     assert orch["ipc"] == "service:triton"
+    # The tick thread's priority: asked for, and the capability to get it granted.
+    nice = re.fullmatch(r"\$\{ORCHESTRATOR_CONTROL_NICE:-(-?\d+)\}",
+                        orch["environment"]["ORCHESTRATOR_CONTROL_NICE"])
+    assert nice and int(nice.group(1)) < 0
+    assert "SYS_NICE" in orch["cap_add"]
     assert compose["services"]["arena"]["build"].startswith("https://")
     assert "8000:8000" in compose["services"]["arena"]["ports"]
     assert compose["services"]["export"]["profiles"] == ["export"]

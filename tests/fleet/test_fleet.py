@@ -76,6 +76,11 @@ async def test_sessions_run_in_workers_through_the_api(
     assert all(w["alive"] for w in health["workers"].values()), health
     api_pid = os.getpid()
     assert all(w["pid"] != api_pid for w in health["workers"].values())
+    # The workers' ticks run at the priority the API's process has, not at the nice 15 Ray
+    # starts its worker processes at by default.
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert all(w["control_priority"] == {"nice_requested": None, "nice": own, "error": None}
+               for w in health["workers"].values()), health
 
     a, b = new_id("fa"), new_id("fb")
     created_a = await fleet.create_session(**body(a, arena))
