@@ -127,6 +127,13 @@ loops = st.builds(
     ages=st.lists(st.floats(0.0, 0.4), min_size=1, max_size=4).map(tuple),
     blend=st.sampled_from(BLEND_MODES),
     replan_every=st.one_of(st.none(), st.integers(1, 12)),
+).filter(
+    # A capture exactly half a tick from two ticks (age 0.05 s at 10 Hz) may align to either,
+    # as floating point rounds it, and this oracle's own rounding need not agree: the chunk
+    # then lands one tick off (a step of 0 or 2 ramp steps at the merge, measured), which is
+    # the alignment's half-tick quantization, not a seam. A hair either side the properties
+    # hold; ties are left out.
+    lambda sc: all(abs((age * sc.rate) % 1.0 - 0.5) > 1e-6 for age in sc.ages)
 )
 
 
