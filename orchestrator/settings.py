@@ -99,6 +99,11 @@ class Settings(BaseSettings):
         "sessions (Linux, per thread; e.g. -10 where Triton or robots share the CPUs: ticks run "
         "first, inference waits). Below the current value it needs CAP_SYS_NICE; None: as "
         "started.")
+    control_realtime_priority: int | None = Field(
+        default=None, ge=1, le=99, description="SCHED_FIFO priority of the thread that ticks "
+        "the sessions (Linux): it preempts every ordinary thread when its timer fires; the "
+        "threads and processes it starts run as ordinary ones. Needs CAP_SYS_NICE; None: the "
+        "ordinary scheduler.")
 
     # Debug
     log_buffer_size: int = Field(default=2000, ge=10)

@@ -12,10 +12,11 @@ tick, between the plan decision and the send, so it is the chunk the command cam
 Designs plug in through ``DESIGNS`` (name -> factory of a ``Driver``): ``stack`` (one tick
 scheduler per process and rate), ``stack_per_session`` (the earlier design: each session its
 own timer, awaiting its own publish; ``ORCHESTRATOR_TICK_SCHEDULER=per_session``),
-``stack_nice10`` (``stack`` with its event-loop thread at nice -10) and the per-session
-baselines. A driver's ``control_cpu()`` reports the tick path's thread CPU
-(tick: decision, safety, hand-off; send: the command's write to its connection), measured
-by wrapping each loop's ``_safe_tick`` and its outbox's ``send_pending`` (bench-only hooks).
+``stack_nice10`` (``stack`` with its event-loop thread at nice -10), ``stack_fifo`` (that
+thread at SCHED_FIFO 50) and the per-session baselines. A driver's ``control_cpu()``
+reports the tick path's thread CPU (tick: decision, safety, hand-off; send: the command's
+write to its connection), measured by wrapping each loop's ``_safe_tick`` and its outbox's
+``send_pending`` (bench-only hooks).
 """
 
 from __future__ import annotations
@@ -207,15 +208,19 @@ class StackDriver(OrchestratorDriver):
 
     def __init__(self, *, model: BenchModel, n: int, arena_url: str, triton_url: str,
                  rate: float, latency_prior_s: float = 0.1, tick_scheduler: str = "shared",
-                 stale_after_s: float | None = None, control_nice: int | None = None) -> None:
+                 stale_after_s: float | None = None, control_nice: int | None = None,
+                 control_realtime: int | None = None) -> None:
         settings = orchestrator_settings(triton_url, latency_prior_s, stale_after_s,
                                          tick_scheduler=tick_scheduler,
-                                         control_nice=control_nice)
+                                         control_nice=control_nice,
+                                         control_realtime_priority=control_realtime)
         super().__init__(model=model, n=n, arena_url=arena_url, rate=rate, settings=settings,
                          id_prefix="stack")
         self.design = "stack" if tick_scheduler == "shared" else f"stack_{tick_scheduler}"
         if control_nice is not None:
             self.design += f"_nice{-control_nice}"
+        if control_realtime is not None:
+            self.design += "_fifo"
         self._probes = [_CpuProbe() for _ in range(n)]
         self._inference: list[tuple[float, float]] = []
 
@@ -341,13 +346,14 @@ class DesignContext:
     stale_after_s: float | None = None
 
 
-def _stack(tick_scheduler: str, control_nice: int | None = None
-           ) -> Callable[[DesignContext], Driver]:
+def _stack(tick_scheduler: str, control_nice: int | None = None,
+           control_realtime: int | None = None) -> Callable[[DesignContext], Driver]:
     def make(ctx: DesignContext) -> Driver:
         return StackDriver(model=ctx.model, n=ctx.n, arena_url=ctx.arena_url,
                            triton_url=ctx.triton_url, rate=ctx.rate,
                            latency_prior_s=ctx.latency_prior_s, tick_scheduler=tick_scheduler,
-                           stale_after_s=ctx.stale_after_s, control_nice=control_nice)
+                           stale_after_s=ctx.stale_after_s, control_nice=control_nice,
+                           control_realtime=control_realtime)
     return make
 
 
@@ -365,6 +371,9 @@ DESIGNS: dict[str, Callable[[DesignContext], Driver]] = {
     # The same, its event-loop thread at nice -10 (ORCHESTRATOR_CONTROL_NICE; needs root or
     # CAP_SYS_NICE): ticks first when the machine's cores are oversubscribed.
     "stack_nice10": _stack("shared", control_nice=-10),
+    # Its event-loop thread real time (ORCHESTRATOR_CONTROL_REALTIME_PRIORITY=50, SCHED_FIFO):
+    # it preempts everything else on the machine when a tick falls due.
+    "stack_fifo": _stack("shared", control_realtime=50),
     "baseline_onnxruntime": _baseline("onnxruntime"),
     "baseline_pytorch": _baseline("pytorch"),
 }

@@ -39,7 +39,8 @@ class SessionManager:
         self._provisioning: dict[str, asyncio.Task[None]] = {}  # session id -> its wait
         # Built on the event loop's thread (the app's lifespan, a worker's constructor): the
         # thread that will tick the sessions.
-        self.priority = ControlPriority(settings.control_nice)
+        self.priority = ControlPriority(settings.control_nice,
+                                        settings.control_realtime_priority)
         self.priority.apply()
 
     # -- lookups -------------------------------------------------------------------------

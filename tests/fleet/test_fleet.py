@@ -79,7 +79,9 @@ async def test_sessions_run_in_workers_through_the_api(
     # The workers' ticks run at the priority the API's process has, not at the nice 15 Ray
     # starts its worker processes at by default.
     own = os.getpriority(os.PRIO_PROCESS, 0)
-    assert all(w["control_priority"] == {"nice_requested": None, "nice": own, "error": None}
+    assert all(w["control_priority"] == {"nice_requested": None, "nice": own,
+                                         "realtime_requested": None, "realtime": None,
+                                         "error": None}
                for w in health["workers"].values()), health
 
     a, b = new_id("fa"), new_id("fb")
