@@ -16,6 +16,7 @@ frame was sent. From these:
 from __future__ import annotations
 
 import bisect
+import gc
 import os
 import threading
 import time
@@ -266,4 +267,45 @@ class ThreadCpu:
         wait = self._runqueue_wait_s()
         if wait is not None and self._wait0 is not None:
             out["main_runqueue_wait_s"] = wait - self._wait0
+        return out
+
+
+class GcPauses:
+    """Garbage-collector pauses on this process's main thread (the event loop) over a window:
+    every collection stops the loop, so each is a late pass for every session on it. Then,
+    after the window, what a full collection costs now (what the next one would stop it)."""
+
+    def __init__(self) -> None:
+        self._main = threading.main_thread()
+        self._began: float | None = None
+        self.pauses: list[tuple[int, float]] = []  # (generation, ms)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if threading.current_thread() is not self._main:
+            return
+        if phase == "start":
+            self._began = time.perf_counter()
+        elif self._began is not None:
+            self.pauses.append((info["generation"], (time.perf_counter() - self._began) * 1e3))
+            self._began = None
+
+    def start(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def detach(self) -> None:
+        """Stop listening (also where a run failed before ``stop``)."""
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+    def stop(self) -> dict[str, Any]:
+        self.detach()
+        out: dict[str, Any] = {}
+        for gen in (0, 1, 2):
+            ms = [p for g, p in self.pauses if g == gen]
+            out[f"gen{gen}"] = {"n": len(ms), "max_ms": round(max(ms), 2) if ms else None,
+                                "total_ms": round(sum(ms), 2)}
+        began = time.perf_counter()
+        gc.collect()
+        out["full_collection_after_ms"] = round((time.perf_counter() - began) * 1e3, 2)
+        out["frozen_objects"] = gc.get_freeze_count()
         return out

@@ -154,4 +154,14 @@ def _cpu_per_tick(run: dict[str, Any]) -> str:
             f"loop thread {cp['event_loop_thread_ms_per_session_tick']} "
             f"other threads {cp['other_threads_ms_per_session_tick']}"
             + (f"; loop waited for a CPU {cp['event_loop_thread_runqueue_wait_share']:.0%}"
-               if "event_loop_thread_runqueue_wait_share" in cp else ""))
+               if "event_loop_thread_runqueue_wait_share" in cp else "")
+            + _gc(run.get("gc_on_event_loop_thread")))
+
+
+def _gc(collector: dict[str, Any] | None) -> str:
+    if not collector:
+        return ""
+    longest = max((collector[g]["max_ms"] or 0.0) for g in ("gen0", "gen1", "gen2"))
+    return (f"; gc pauses {sum(collector[g]['n'] for g in ('gen0', 'gen1', 'gen2'))} "
+            f"(gen2 {collector['gen2']['n']}), longest {longest:.1f} ms, a full one now "
+            f"{collector['full_collection_after_ms']:.1f} ms")

@@ -32,7 +32,7 @@ from . import workers as _workers  # noqa: F401  (registers the session-worker d
 from .drivers import DESIGNS as DRIVERS
 from .drivers import DesignContext, Driver
 from .fleet import Fleet, FleetConfig
-from .measure import CpuMeter, ThreadCpu, percentiles, session_figures
+from .measure import CpuMeter, GcPauses, ThreadCpu, percentiles, session_figures
 from .models import BenchModel, ort_ceiling, prepare_models
 
 log = logging.getLogger(__name__)
@@ -144,6 +144,7 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
     rate = opts.rate_hz or model.contract.fps
     driver = _driver(design, model, n, arena, triton, rate, opts)
     width, height = opts.camera_size
+    collector = GcPauses()
     try:
         await driver.open()
         fleet = Fleet(FleetConfig(arena.base_url, driver.rooms(), opts.camera_fps, width,
@@ -170,11 +171,13 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
             threads = ThreadCpu()
             cpu.start()
             threads.start()
+            collector.start()
             t0 = time.monotonic()
             await asyncio.sleep(opts.duration_by_model.get(model.size, opts.duration_s))
             t1 = time.monotonic()
             cpu_use = cpu.stop()
             thread_use = threads.stop()
+            gc_use = collector.stop()
             tick_cpu = _delta(driver.control_cpu(), tick_cpu0)
             sched = _delta(driver.scheduler_stats(), sched0)
             await driver.sample()
@@ -184,6 +187,7 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
                        for q in r.frame_queries(i, t0, t1)]
             records = await fleet.collect(queries)
         finally:
+            collector.detach()
             await fleet.close()
         inferences = driver.inferences()
     finally:
@@ -230,6 +234,7 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
         "control_plane": control_plane(delta.get("ticks", 0), thread_use, tick_cpu, sched,
                                        {k: cpu_use[k] * span for k in driver.cpu_groups()
                                         if k in cpu_use}),
+        "gc_on_event_loop_thread": gc_use,
         "sessions": [f.summary for f in figures],
     }
     return result, RunSamples(jitter, latency, inference_ms)

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from orchestrator.exports.source import FolderSource, HubSource, parse_source
+from orchestrator.sessions.collector import freeze_boot_objects
 from orchestrator.sessions.config import ModelBinding, SessionConfig
 from orchestrator.sessions.errors import (
     InvalidSessionRequest,
@@ -42,6 +43,8 @@ class SessionManager:
         self.priority = ControlPriority(settings.control_nice,
                                         settings.control_realtime_priority)
         self.priority.apply()
+        if settings.gc_freeze:
+            freeze_boot_objects()  # before any session: what is alive now lives for good
 
     # -- lookups -------------------------------------------------------------------------
     def sessions(self) -> list[Session]:

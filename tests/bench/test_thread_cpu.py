@@ -4,15 +4,17 @@ while busy processes outnumber the cores."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from bench.comparison.measure import ThreadCpu
+from bench.comparison.measure import GcPauses, ThreadCpu
 from bench.comparison.runner import control_plane
 
 _BUSY = "import time\nend = time.time() + 5\nwhile time.time() < end: pass\n"
@@ -47,3 +49,22 @@ def test_the_control_plane_figures_carry_the_wait_as_a_share_of_the_window() -> 
     assert out["event_loop_thread_ms_per_session_tick"] == 0.1
     del threads["main_runqueue_wait_s"]  # a kernel that does not tell
     assert "event_loop_thread_runqueue_wait_share" not in control_plane(3000, threads, {}, {})
+
+
+def test_gc_pauses_count_the_loop_threads_collections_not_other_threads() -> None:
+    collector = GcPauses()
+    collector.start()
+    gc.collect(1)  # on this (the main) thread: counted
+
+    def elsewhere() -> None:
+        for _ in range(5):
+            gc.collect(2)
+
+    other = threading.Thread(target=elsewhere)
+    other.start()
+    other.join()
+    out = collector.stop()
+    assert out["gen1"]["n"] >= 1 and out["gen1"]["max_ms"] is not None
+    assert out["gen2"]["n"] == 0  # the five full ones ran on another thread
+    assert out["full_collection_after_ms"] > 0
+    assert collector._callback not in gc.callbacks  # stop detaches it

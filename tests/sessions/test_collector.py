@@ -1,0 +1,69 @@
+"""ORCHESTRATOR_GC_FREEZE: the process that ticks sessions moves what is alive at boot out of
+the garbage collector's reach, once, and still collects what sessions leave behind. Each
+case runs in a fresh interpreter: freezing is for the whole process, and the test process
+has long been booted by other tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_BOOT = """
+import asyncio, gc, json, sys, weakref
+BASE = gc.get_freeze_count()  # the interpreter's own (375 here), before any import
+from orchestrator.sessions.manager import SessionManager
+from orchestrator.settings import Settings
+from orchestrator.triton.replicas import make_triton
+
+async def boot():
+    settings = Settings(gc_freeze=sys.argv[1] == "on", triton_url="127.0.0.1:9")
+    client = make_triton(settings.triton_url)
+    first = SessionManager(settings, client)
+    frozen = gc.get_freeze_count() - BASE
+    SessionManager(settings, client)  # a second manager in the process freezes nothing more
+
+    class Left:  # what a deleted session leaves: a cycle, made after boot
+        pass
+    left = Left()
+    left.me = left
+    gone = weakref.ref(left)
+    del left
+    gc.collect()
+    await client.close()
+    return {"frozen": frozen, "frozen_after_second": gc.get_freeze_count() - BASE,
+            # frozen objects are out of every generation gc.get_objects() walks
+            "manager_class_walked": any(o is SessionManager for o in gc.get_objects()),
+            "later_cycle_collected": gone() is None, "manager": first is not None}
+
+print(json.dumps(asyncio.run(boot())))
+"""
+
+
+def _boot(freeze: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-c", _BOOT, freeze], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_boot_objects_are_frozen_once_and_later_garbage_is_still_collected() -> None:
+    result = _boot("on")
+    # The orchestrator's imports alone are ~100,000 objects; a floor well below that.
+    assert result["frozen"] > 20_000
+    assert result["frozen_after_second"] == result["frozen"]
+    assert result["manager_class_walked"] is False
+    assert result["later_cycle_collected"] is True
+
+
+def test_without_the_setting_nothing_is_frozen() -> None:
+    result = _boot("off")
+    assert result["frozen"] == 0 and result["frozen_after_second"] == 0
+    assert result["manager_class_walked"] is True
+    assert result["later_cycle_collected"] is True
