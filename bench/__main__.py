@@ -56,6 +56,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for JSON and PNGs")
     p.add_argument("--label", default="comparison", help="name of the JSON and PNG files")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
+                   help="the in-process orchestrator's event loop: asyncio as `make run`, "
+                        "uvloop as `python -m orchestrator` and the Ray workers")
     args = p.parse_args(argv)
     unknown = [m for m in _names(args.models) if m not in SPECS]
     unknown += [d for d in _names(args.designs) if d not in DESIGNS]
@@ -77,6 +80,7 @@ def options(args: argparse.Namespace) -> Options:
         duration_by_model={"default": args.duration_default}, warmup_s=args.warmup,
         camera_fps=args.camera_fps, camera_size=args.camera_size, joint_rate=args.joint_rate,
         rate_hz=args.rate, ort_threads=args.ort_threads, stale_after_s=args.stale_after,
+        event_loop=args.loop,
     )
 
 
@@ -88,8 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:
         handler.setLevel(logging.WARNING)
     opts = options(args)
-    report, samples = asyncio.run(run(opts, on_run=lambda m, r: print(run_line(m, r),
-                                                                        flush=True)))
+    bench = run(opts, on_run=lambda m, r: print(run_line(m, r), flush=True))
+    if opts.event_loop == "uvloop":
+        import uvloop
+
+        report, samples = uvloop.run(bench)
+    else:
+        report, samples = asyncio.run(bench)
     path = args.out / f"{args.label}.json"
     write_json(report, path)
     print(f"\nwrote {path}")

@@ -67,6 +67,9 @@ class Options:
     ort_threads: int = 1
     flow_timeout_s: float = 45.0
     ceiling_seconds: float = 2.0  # ONNX Runtime timing per batch size
+    # The loop the orchestrator under test runs on: "asyncio" as `make run`, "uvloop" as
+    # `python -m orchestrator` (uvicorn picks it) and the Ray workers.
+    event_loop: str = "asyncio"
     # The stack's latency prior per model (set by run_model from a batch-1 measurement).
     latency_prior_by_model: dict[str, float] = field(default_factory=dict)
 
@@ -349,6 +352,7 @@ async def run(opts: Options, on_run: Callable[[str, dict[str, Any]], None] | Non
             "pytorch_max_n": opts.pytorch_max_n, "duration_s": opts.duration_s,
             "duration_by_model": opts.duration_by_model,
             "warmup_s": opts.warmup_s, "camera_fps": opts.camera_fps,
+            "event_loop": opts.event_loop,
             "camera_size_wh": list(opts.camera_size), "robot_joint_rate_hz": opts.joint_rate,
             "ort_threads": opts.ort_threads, "triton_instances": 1,
             "stack_stale_after_s": opts.stale_after_s,

@@ -330,3 +330,35 @@ async def test_a_repeated_command_is_counted() -> None:
         outbox.put(dict(values), 0.0)
         await outbox.send_pending()
     assert outbox.stats.sent == 5 and outbox.stats.repeated == 3
+
+
+class Stamp:
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, float]] = []
+
+    def on_grid_tick(self, g: int, now: float) -> None:
+        self.seen.append((g, now))
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_no_pass_runs_before_its_tick_is_due(loop_kind: str) -> None:
+    """uvloop (the loop of uvicorn and of Ray's async actors) keeps timers in whole
+    milliseconds of a cached clock, so about a fifth of its wake-ups come up to 1 ms early;
+    a tick published before its deadline is jitter like a late one."""
+    scheduler, stamp = TickScheduler(RATE), Stamp()
+
+    async def body() -> None:
+        scheduler.add(stamp)
+        await wait_until(lambda: scheduler.stats.passes >= 60)
+        scheduler.remove(stamp)
+
+    if loop_kind == "uvloop":
+        import uvloop
+
+        uvloop.run(body())
+    else:
+        asyncio.run(body())
+    early = [(g, scheduler.clock.deadline(g) - now) for g, now in stamp.seen
+             if now < scheduler.clock.deadline(g)]
+    assert len(stamp.seen) >= 60
+    assert early == []
