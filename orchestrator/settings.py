@@ -108,6 +108,10 @@ class Settings(BaseSettings):
         default=True, description="At boot, move the objects alive then (imports, app) out "
         "of the garbage collector's reach: a full collection would otherwise walk them all "
         "on the tick thread (~95 ms here). Sessions made later are collected as usual.")
+    gc_paced: bool = Field(
+        default=True, description="While sessions tick, the garbage collector runs between "
+        "the scheduler's passes (CPython's own thresholds) instead of inside one, where it "
+        "delays every session after it.")
 
     # Debug
     log_buffer_size: int = Field(default=2000, ge=10)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from orchestrator.control.timing import TickClock
+from orchestrator.sessions.collector import PACED
 
 log = logging.getLogger(__name__)
 
@@ -75,19 +76,27 @@ class TickScheduler:
     async def _run(self) -> None:
         clock, now = self.clock, time.monotonic
         g = clock.due_tick(now())
-        while self._members:
-            nxt = clock.next_tick(g, now())
-            self.stats.missed_passes += max(0, nxt - g - 1) if self.stats.passes else 0
-            g = nxt
-            # Always yield, even when late: the outboxes must get to send between two passes
-            # (a late pass run at once would replace every command not sent yet).
-            deadline = clock.deadline(g)
-            await asyncio.sleep(max(0.0, deadline - now()))
-            # uvloop (uvicorn's, Ray actors') keeps timers in whole ms of a cached clock: a
-            # fifth of its wake-ups are up to 1 ms early. Yield until due (I/O still served).
-            while now() < deadline:
-                await asyncio.sleep(0)
-            self._pass(g)
+        paced = PACED.hold()  # garbage collections between passes, never inside one
+        try:
+            while self._members:
+                nxt = clock.next_tick(g, now())
+                self.stats.missed_passes += max(0, nxt - g - 1) if self.stats.passes else 0
+                g = nxt
+                # Always yield, even when late: the outboxes must get to send between two
+                # passes (a late pass run at once would replace every command not sent yet).
+                deadline = clock.deadline(g)
+                await asyncio.sleep(max(0.0, deadline - now()))
+                # uvloop (uvicorn's, Ray actors') keeps timers in whole ms of a cached clock:
+                # a fifth of its wake-ups are up to 1 ms early. Yield until due.
+                while now() < deadline:
+                    await asyncio.sleep(0)
+                self._pass(g)
+                if paced:
+                    await asyncio.sleep(0)  # the outboxes write the pass's commands first
+                    PACED.between_passes()
+        finally:
+            if paced:
+                PACED.release()
 
     def _pass(self, g: int) -> None:
         cpu0 = time.thread_time()

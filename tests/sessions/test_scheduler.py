@@ -10,8 +10,11 @@ here asserts a duration: counts of ticks and commands only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
 import socket
 import time
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator.sessions.collector import PACED
 from orchestrator.sessions.config import LoopSettings
 from orchestrator.sessions.loop import ControlLoop
 from orchestrator.sessions.policy import PolicyRef
@@ -362,3 +366,59 @@ def test_no_pass_runs_before_its_tick_is_due(loop_kind: str) -> None:
              if now < scheduler.clock.deadline(g)]
     assert len(stamp.seen) >= 60
     assert early == []
+
+
+class Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+class Allocator:
+    """A member whose tick leaves cyclic garbage, past generation 0's threshold each time,
+    and notes every collection that starts while it ticks."""
+
+    def __init__(self) -> None:
+        self.ticking = False
+        self.inside: list[int] = []  # generations of collections started inside its tick
+        self.between = 0
+        self.first: weakref.ref[Cycle] | None = None
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            if self.ticking:
+                self.inside.append(info["generation"])
+            else:
+                self.between += 1
+
+    def on_grid_tick(self, g: int, now: float) -> None:
+        self.ticking = True
+        garbage = [Cycle() for _ in range(2 * gc.get_threshold()[0])]
+        if self.first is None:
+            self.first = weakref.ref(garbage[0])
+        del garbage
+        self.ticking = False
+
+
+@pytest.mark.parametrize("paced", [True, False])
+async def test_garbage_is_collected_between_passes_never_inside_one(paced: bool) -> None:
+    scheduler, member = TickScheduler(RATE), Allocator()
+    PACED.enabled = paced
+    gc.callbacks.append(member.on_gc)
+    try:
+        scheduler.add(member)
+        await wait_until(lambda: scheduler.stats.passes >= 30)
+        disabled_while_ticking = not gc.isenabled()
+        task = scheduler._task
+        scheduler.remove(member)
+        assert task is not None
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        gc.callbacks.remove(member.on_gc)
+        PACED.enabled = True
+    assert member.first is not None and member.first() is None  # the first tick's cycle
+    if paced:
+        assert member.inside == [] and member.between >= 20
+        assert disabled_while_ticking and gc.isenabled()  # automatic again once it stops
+    else:  # the collector left to itself: it starts wherever an allocation crosses 700
+        assert len(member.inside) >= 20 and not disabled_while_ticking
