@@ -109,9 +109,10 @@ class Settings(BaseSettings):
         "of the garbage collector's reach: a full collection would otherwise walk them all "
         "on the tick thread (~95 ms here). Sessions made later are collected as usual.")
     gc_paced: bool = Field(
-        default=True, description="While sessions tick, the garbage collector runs between "
+        default=False, description="While sessions tick, the garbage collector runs between "
         "the scheduler's passes (CPython's own thresholds) instead of inside one, where it "
-        "delays every session after it.")
+        "delays every session after it. Off by default: measured here its effect on p99 "
+        "jitter was within the noise (bench/README.md).")
 
     # Debug
     log_buffer_size: int = Field(default=2000, ge=10)

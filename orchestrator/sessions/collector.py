@@ -52,16 +52,16 @@ class PacedCollection:
 
     Left to itself, the collector runs when an allocation crosses generation 0's threshold,
     wherever that is: in the middle of a pass, delaying every session after it (1-3 ms for
-    generation 0 here, 3-12 ms for generation 1 at 16 sessions, a couple of times in 10 s,
-    which is what set the p99 jitter). So automatic collection is off while any scheduler
-    runs, and after each pass, once the commands are handed to their connections, the
+    generation 0 here, 3-12 ms for generation 1 at 16 sessions, a couple of times in 10 s).
+    With ``ORCHESTRATOR_GC_PACED`` automatic collection is off while any scheduler runs,
+    and after each pass, once the commands are handed to their connections, the
     scheduler collects what CPython itself would have by then: its thresholds, and its rule
     that a full collection waits until a quarter more objects than the last one found
     have reached the oldest generation. Process-wide; schedulers hold and release it.
     """
 
     def __init__(self) -> None:
-        self.enabled = True  # ORCHESTRATOR_GC_PACED; read when a scheduler starts
+        self.enabled = False  # ORCHESTRATOR_GC_PACED; read when a scheduler starts
         self._holders = 0
         self._disabled_here = False  # automatic collection was on, and we turned it off
         self._long_lived: int | None = None  # objects in generation 2 after our last full one

@@ -402,7 +402,7 @@ class Allocator:
 @pytest.mark.parametrize("paced", [True, False])
 async def test_garbage_is_collected_between_passes_never_inside_one(paced: bool) -> None:
     scheduler, member = TickScheduler(RATE), Allocator()
-    PACED.enabled = paced
+    before, PACED.enabled = PACED.enabled, paced
     gc.callbacks.append(member.on_gc)
     try:
         scheduler.add(member)
@@ -415,7 +415,7 @@ async def test_garbage_is_collected_between_passes_never_inside_one(paced: bool)
             await task
     finally:
         gc.callbacks.remove(member.on_gc)
-        PACED.enabled = True
+        PACED.enabled = before
     assert member.first is not None and member.first() is None  # the first tick's cycle
     if paced:
         assert member.inside == [] and member.between >= 20
