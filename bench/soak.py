@@ -235,12 +235,14 @@ async def soak(http: httpx.AsyncClient, arena_url: str, args: argparse.Namespace
             "lost": None if out.get("sent") is None
             else out["sent"] - int(out.get("repeated") or 0) - received,
             "superseded": out.get("superseded"), "not_sent": out.get("not_sent"),
+            # waiting when the session stopped: dropped, by design never sent after a stop
+            "dropped_on_stop": out.get("dropped_on_stop"),
             "failed": out.get("failed"), "underruns": stats.get("plan_underruns"),
             "errors": stats.get("errors_by_kind"),
             "commands_per_s": round(received / duration, 2),
         }
     keys = ("handed", "sent", "received", "repeated", "lost", "superseded", "not_sent",
-            "failed", "underruns")
+            "dropped_on_stop", "failed", "underruns")
     totals = {k: sum(int(s[k] or 0) for s in per_session.values()) for k in keys}
     return {"sessions": args.sessions, "minutes": round(duration / 60, 2), "totals": totals,
             "rss_slope": slope_per_10min(samples, args.warmup_min * 60),
