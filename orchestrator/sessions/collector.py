@@ -65,7 +65,6 @@ class PacedCollection:
         self._holders = 0
         self._disabled_here = False  # automatic collection was on, and we turned it off
         self._long_lived: int | None = None  # objects in generation 2 after our last full one
-        self.collections = [0, 0, 0]
 
     def hold(self) -> bool:
         if not self.enabled:
@@ -92,7 +91,6 @@ class PacedCollection:
         if generation == 1 and c2 > t2 and self._full_due():
             generation = 2
         gc.collect(generation)
-        self.collections[generation] += 1
         if generation == 2:
             self._long_lived = len(gc.get_objects(generation=2))
 
