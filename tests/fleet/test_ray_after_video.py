@@ -18,6 +18,8 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 SCENARIO = """
 import threading, time
@@ -40,8 +42,23 @@ ray.shutdown()
 """
 
 
-def test_ray_comes_up_after_the_process_converted_frames() -> None:
-    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+LOGS = ("gcs_server", "raylet", "python-core-driver")
+
+
+def ray_log_tails(ray_dir: Path, names: tuple[str, ...] = LOGS, chars: int = 1500) -> str:
+    """The end of the daemons' logs, for a failure's message: the private Ray folder is
+    deleted after the run, and "Failed to connect to GCS" alone does not say why."""
+    parts = []
+    for path in sorted(ray_dir.glob("ray/session_2*/logs/*")):  # not session_latest
+        if path.name.startswith(names) and path.suffix in (".out", ".err", ".log"):
+            text = path.read_text(errors="replace")[-chars:]
+            parts.append(f"--- {path.relative_to(ray_dir)}\n{text}")
+    return "\n".join(parts) or f"(no Ray logs under {ray_dir})"
+
+
+def test_ray_comes_up_after_the_process_converted_frames(private_ray_dir: str) -> None:
+    ray_dir = Path(tempfile.mkdtemp(prefix="v", dir=private_ray_dir))  # this child's own
+    env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_TMPDIR": str(ray_dir)}
     proc = subprocess.Popen([sys.executable, "-c", SCENARIO], env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -50,5 +67,7 @@ def test_ray_comes_up_after_the_process_converted_frames() -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the child, its stuck fork, Ray's daemons
         proc.communicate()
-        raise AssertionError("ray.init did not return: a forked Ray daemon is stuck") from None
-    assert proc.returncode == 0 and "ray is up" in out, err[-3000:]
+        raise AssertionError("ray.init did not return: a forked Ray daemon is stuck\n"
+                             + ray_log_tails(ray_dir)) from None
+    assert proc.returncode == 0 and "ray is up" in out, (
+        f"{err[-3000:]}\n{ray_log_tails(ray_dir)}")
