@@ -33,8 +33,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("--models", default="small,default",
                    help="model sizes: small (96x128 ResNet18 ACT), default (LeRobot ACT "
-                        "defaults, 480x640), tiny (smoke tests)")
-    p.add_argument("--n", default="1,2,4,8,16,32", help="session counts for the small model")
+                        "defaults, 480x640), light (48x64, chunk 100: little inference), "
+                        "tiny (smoke tests)")
+    p.add_argument("--n", default="1,2,4,8,16,32",
+                   help="session counts for the small, light and tiny models")
     p.add_argument("--n-default", default="1,2,4", help="session counts for the default ACT")
     p.add_argument("--designs", default=",".join(DEFAULT_DESIGNS),
                    help=f"any of {', '.join(DESIGNS)} (workers_2: sessions in two Ray workers)")
@@ -73,7 +75,8 @@ def _names(text: str) -> list[str]:
 
 
 def options(args: argparse.Namespace) -> Options:
-    ns = {"small": _ints(args.n), "default": _ints(args.n_default), "tiny": _ints(args.n)}
+    ns = {"small": _ints(args.n), "default": _ints(args.n_default), "tiny": _ints(args.n),
+          "light": _ints(args.n)}
     return Options(
         models=_names(args.models), n_by_model=ns, designs=_names(args.designs),
         pytorch_max_n=args.pytorch_max_n, duration_s=args.duration,
