@@ -17,6 +17,9 @@ bench keeps lives in a measured process.
    ``--warmup-min`` (MiB per 10 minutes).
 3. Commands: per session, what its outbox sent (from the session's status) against what its
    robot received; the orchestrator's own counts of commands replaced, refused or failed.
+4. Garbage collections in the window, per orchestrator process and generation, from its
+   /metrics (``orchestrator_gc_pause_seconds``): how many, their total, how many took over
+   10 / 50 / 100 ms (every session of that process waits for one).
 
 ``--explain`` also measures what one command costs an in-process robot's log (Python heap
 blocks per command kept, and given back when the log is cleared): the growth the earlier
@@ -47,6 +50,7 @@ import psutil
 
 from arena_server.launcher import LocalArenaServer
 from bench.comparison.fleet import Fleet, FleetConfig, RobotRooms
+from bench.gc_scrape import gc_pauses, window
 from orchestrator.triton.launcher import LocalTriton
 from tests.support.arena import free_port
 from tests.support.policies import write_so100_model
@@ -209,11 +213,13 @@ async def soak(http: httpx.AsyncClient, arena_url: str, args: argparse.Namespace
         for sid in sids:
             await _ok(await http.post(f"/sessions/{sid}/start"))
         started = time.monotonic()
+        gc_before = gc_pauses((await http.get("/metrics")).text)
         total_s = args.minutes * 60
         while (elapsed := time.monotonic() - started) < total_s:
             await asyncio.sleep(min(args.sample_s, max(0.0, total_s - elapsed)))
             samples.append({"t_s": round(time.monotonic() - started, 1), **sample(procs())})
         duration = time.monotonic() - started
+        gc_window = window(gc_before, gc_pauses((await http.get("/metrics")).text))
         for sid in sids:
             await _ok(await http.post(f"/sessions/{sid}/stop"))
         await asyncio.sleep(2.0)  # the last commands land
@@ -247,7 +253,7 @@ async def soak(http: httpx.AsyncClient, arena_url: str, args: argparse.Namespace
     return {"sessions": args.sessions, "minutes": round(duration / 60, 2), "totals": totals,
             "rss_slope": slope_per_10min(samples, args.warmup_min * 60),
             "rss_slope_by_process": slopes_by_process(samples, args.warmup_min * 60),
-            "per_session": per_session, "samples": samples}
+            "gc_pauses": gc_window, "per_session": per_session, "samples": samples}
 
 
 # -- the earlier growth, explained -------------------------------------------------------
@@ -334,6 +340,8 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                     end = sample(procs())
                     print(f"soak: {soaked['totals']}; RSS slope after warm-up "
                           f"{soaked['rss_slope']}; end RSS {end['rss_mib']} MiB", flush=True)
+                    print(f"garbage collections in the window: {soaked['gc_pauses']}",
+                          flush=True)
             finally:
                 code = api.stop()
             explained = await record_cost(arena) if args.explain else None

@@ -20,6 +20,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from orchestrator.observability.gc_pauses import GcPauses
 from orchestrator.observability.tick_series import TickSeries, TickSeriesCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -30,6 +31,9 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 5.0)
 # counted by the ticks in plain numbers (see tick_series) and read here at scrape.
 TICK_SERIES = TickSeriesCollector()
 REGISTRY.register(TICK_SERIES)
+# The collector's pauses in this process: installed by the process that ticks sessions.
+GC_PAUSES = GcPauses()
+REGISTRY.register(GC_PAUSES)
 INFERENCE_LATENCY = Histogram(
     "orchestrator_inference_latency_seconds", "Triton request latency seen by a session",
     ["session"], buckets=_LATENCY_BUCKETS, registry=REGISTRY,
@@ -68,13 +72,20 @@ def forget_session(session_id: str) -> None:
 Family = tuple[str, str, str, list[tuple[str, dict[str, str], float]]]
 
 
+# A worker's process-wide families that the API shows labelled by worker: its own.
+_PER_PROCESS = frozenset(("orchestrator_gc_pause_seconds",
+                          "orchestrator_gc_pause_longest_seconds"))
+
+
 def session_families() -> list[Family]:
-    """This process's per-session series, for the API to expose when sessions live in
-    workers (their process-wide gauges, such as Triton's, are the API's to say)."""
+    """This process's per-session series and garbage-collector pauses, for the API to
+    expose when sessions live in workers (their other process-wide gauges, such as
+    Triton's, are the API's to say)."""
     out: list[Family] = []
     for family in REGISTRY.collect():
+        own = family.name in _PER_PROCESS
         samples = [(s.name, dict(s.labels), float(s.value)) for s in family.samples
-                   if "session" in s.labels]
+                   if own or "session" in s.labels]
         if samples:
             out.append((family.name, family.documentation, family.type, samples))
     return out

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from orchestrator.exports.source import FolderSource, HubSource, parse_source
+from orchestrator.observability.metrics import GC_PAUSES
 from orchestrator.sessions.collector import PACED, freeze_boot_objects
 from orchestrator.sessions.config import ModelBinding, SessionConfig
 from orchestrator.sessions.errors import (
@@ -45,6 +46,7 @@ class SessionManager:
         self.priority.apply()
         if settings.gc_freeze:
             freeze_boot_objects()  # before any session: what is alive now lives for good
+        GC_PAUSES.install()  # every session's tick waits for a collection: count them
         PACED.enabled = settings.gc_paced  # process-wide, read as each scheduler starts
 
     # -- lookups -------------------------------------------------------------------------

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _BOOT = """
 import asyncio, gc, json, sys, weakref
 BASE = gc.get_freeze_count()  # the interpreter's own (375 here), before any import
+from orchestrator.observability.metrics import GC_PAUSES
 from orchestrator.sessions.manager import SessionManager
 from orchestrator.settings import Settings
 from orchestrator.triton.replicas import make_triton
@@ -34,12 +35,16 @@ async def boot():
     left.me = left
     gone = weakref.ref(left)
     del left
+    full_before = GC_PAUSES.pauses[2].counts[:]
     gc.collect()
     await client.close()
     return {"frozen": frozen, "frozen_after_second": gc.get_freeze_count() - BASE,
             # frozen objects are out of every generation gc.get_objects() walks
             "manager_class_walked": any(o is SessionManager for o in gc.get_objects()),
-            "later_cycle_collected": gone() is None, "manager": first is not None}
+            "later_cycle_collected": gone() is None, "manager": first is not None,
+            # the manager counts the collector's pauses, once however many managers exist
+            "gc_hooks": gc.callbacks.count(GC_PAUSES._on_collection),
+            "full_collections_counted": sum(GC_PAUSES.pauses[2].counts) - sum(full_before)}
 
 print(json.dumps(asyncio.run(boot())))
 """
@@ -60,6 +65,7 @@ def test_boot_objects_are_frozen_once_and_later_garbage_is_still_collected() -> 
     assert result["frozen_after_second"] == result["frozen"]
     assert result["manager_class_walked"] is False
     assert result["later_cycle_collected"] is True
+    assert result["gc_hooks"] == 1 and result["full_collections_counted"] == 1
 
 
 def test_without_the_setting_nothing_is_frozen() -> None:
@@ -67,3 +73,4 @@ def test_without_the_setting_nothing_is_frozen() -> None:
     assert result["frozen"] == 0 and result["frozen_after_second"] == 0
     assert result["manager_class_walked"] is True
     assert result["later_cycle_collected"] is True
+    assert result["gc_hooks"] == 1  # counted whether or not boot objects are frozen
