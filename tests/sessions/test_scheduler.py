@@ -393,9 +393,14 @@ class Allocator:
     def on_grid_tick(self, g: int, now: float) -> None:
         self.ticking = True
         garbage = [Cycle() for _ in range(2 * gc.get_threshold()[0])]
-        if self.first is None:
-            self.first = weakref.ref(garbage[0])
         del garbage
+        if self.first is None:
+            # Made last, after the young collections this tick set off: it is garbage in
+            # generation 0 from the start, so the next young collection must take it (one
+            # made first in the tick can reach generation 2 while the list is alive).
+            marker = Cycle()
+            self.first = weakref.ref(marker)
+            del marker
         self.ticking = False
 
 
