@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         default=True, description="At boot, move the objects alive then (imports, app) out "
         "of the garbage collector's reach: a full collection would otherwise walk them all "
         "on the tick thread (~95 ms here). Sessions made later are collected as usual.")
+    gc_full_after: int | None = Field(
+        default=None, ge=1, le=100_000, description="Generation-1 collections before a full "
+        "(generation 2) one may run: CPython's third threshold (10). A full collection walks "
+        "every session's objects and stops every session; with tens of sessions it ran every "
+        "~26 s here. None: CPython's.")
     gc_paced: bool = Field(
         default=False, description="While sessions tick, the garbage collector runs between "
         "the scheduler's passes (CPython's own thresholds) instead of inside one, where it "

@@ -10,7 +10,7 @@ from typing import Any
 
 from orchestrator.exports.source import FolderSource, HubSource, parse_source
 from orchestrator.observability.metrics import GC_PAUSES
-from orchestrator.sessions.collector import PACED, freeze_boot_objects
+from orchestrator.sessions.collector import PACED, freeze_boot_objects, set_full_after
 from orchestrator.sessions.config import ModelBinding, SessionConfig
 from orchestrator.sessions.errors import (
     InvalidSessionRequest,
@@ -47,6 +47,8 @@ class SessionManager:
         if settings.gc_freeze:
             freeze_boot_objects()  # before any session: what is alive now lives for good
         GC_PAUSES.install()  # every session's tick waits for a collection: count them
+        if settings.gc_full_after is not None:
+            set_full_after(settings.gc_full_after)
         PACED.enabled = settings.gc_paced  # process-wide, read as each scheduler starts
 
     # -- lookups -------------------------------------------------------------------------

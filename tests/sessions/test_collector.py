@@ -12,6 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
+from orchestrator.settings import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 
 _BOOT = """
@@ -23,7 +28,9 @@ from orchestrator.settings import Settings
 from orchestrator.triton.replicas import make_triton
 
 async def boot():
-    settings = Settings(gc_freeze=sys.argv[1] == "on", triton_url="127.0.0.1:9")
+    full_after = None if sys.argv[2] == "none" else int(sys.argv[2])
+    settings = Settings(gc_freeze=sys.argv[1] == "on", triton_url="127.0.0.1:9",
+                        gc_full_after=full_after)
     client = make_triton(settings.triton_url)
     first = SessionManager(settings, client)
     frozen = gc.get_freeze_count() - BASE
@@ -44,14 +51,16 @@ async def boot():
             "later_cycle_collected": gone() is None, "manager": first is not None,
             # the manager counts the collector's pauses, once however many managers exist
             "gc_hooks": gc.callbacks.count(GC_PAUSES._on_collection),
+            "thresholds": gc.get_threshold(),
             "full_collections_counted": sum(GC_PAUSES.pauses[2].counts) - sum(full_before)}
 
 print(json.dumps(asyncio.run(boot())))
 """
 
 
-def _boot(freeze: str) -> dict[str, Any]:
-    done = subprocess.run([sys.executable, "-c", _BOOT, freeze], cwd=ROOT, capture_output=True,
+def _boot(freeze: str, full_after: str = "none") -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-c", _BOOT, freeze, full_after], cwd=ROOT,
+                          capture_output=True,
                           text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
@@ -66,6 +75,18 @@ def test_boot_objects_are_frozen_once_and_later_garbage_is_still_collected() -> 
     assert result["manager_class_walked"] is False
     assert result["later_cycle_collected"] is True
     assert result["gc_hooks"] == 1 and result["full_collections_counted"] == 1
+    assert result["thresholds"] == [700, 10, 10]  # CPython's, untouched by default
+
+
+def test_full_collections_wait_for_the_configured_number_of_young_ones() -> None:
+    result = _boot("on", "100")
+    assert result["thresholds"] == [700, 10, 100]
+    assert result["later_cycle_collected"] is True  # an explicit collection still runs
+
+
+def test_a_full_collection_threshold_below_one_is_refused_at_start() -> None:
+    with pytest.raises(ValidationError, match="gc_full_after"):
+        Settings(gc_full_after=0)
 
 
 def test_without_the_setting_nothing_is_frozen() -> None:
