@@ -3,7 +3,8 @@
 A collection stops the thread that set it off and, through the GIL, every other Python
 thread: in a process that ticks sessions, every session's tick waits for it. A full
 collection walks every tracked object that is not frozen, so it grows with the sessions
-(the bench measured 14 ms with 8 sessions in one process, 190-260 ms with 64). Counted here
+(76 ms on average with 32 sessions in the orchestrator alone, in the soak here; 190-260 ms
+with 64 in the bench's process). Counted here
 in plain numbers by a ``gc.callbacks`` hook and turned into families at scrape, as the tick
 series are: ``orchestrator_gc_pause_seconds`` (a histogram per generation) and
 ``orchestrator_gc_pause_longest_seconds``.

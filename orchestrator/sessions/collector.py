@@ -47,14 +47,12 @@ def freeze_boot_objects() -> BootFreeze:
     return _done
 
 
-def set_full_after(generation1_collections: int) -> tuple[int, int, int]:
+def set_full_after(generation1_collections: int) -> None:
     """CPython's third threshold: a full collection may run once this many generation-1
     collections have happened since the last one (and a quarter more objects than it kept
-    have reached generation 2). Process-wide; returns the thresholds now in force."""
+    have reached generation 2). Process-wide."""
     t0, t1, _ = gc.get_threshold()
     gc.set_threshold(t0, t1, generation1_collections)
-    thresholds: tuple[int, int, int] = gc.get_threshold()
-    return thresholds
 
 
 class PacedCollection:
