@@ -8,14 +8,15 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator.observability.gc_pauses import FAMILIES, LONGEST
+
 Key = tuple[str, str]  # process ("api" or the worker's name), generation
 
 
 def gc_pauses(exposition: str) -> dict[Key, dict[str, Any]]:
     out: dict[Key, dict[str, Any]] = {}
     for family in text_string_to_metric_families(exposition):
-        if family.name not in ("orchestrator_gc_pause_seconds",
-                               "orchestrator_gc_pause_longest_seconds"):
+        if family.name not in FAMILIES:
             continue
         for s in family.samples:
             key = (s.labels.get("worker", "api"), s.labels["generation"])
@@ -27,7 +28,7 @@ def gc_pauses(exposition: str) -> dict[Key, dict[str, Any]]:
                 row["count"] = s.value
             elif s.name.endswith("_sum"):
                 row["sum_s"] = s.value
-            elif s.name == "orchestrator_gc_pause_longest_seconds":
+            elif s.name == LONGEST:
                 row["longest_since_start_s"] = s.value
     return out
 

@@ -24,6 +24,9 @@ from orchestrator.observability.tick_series import LocalHistogram
 
 GC_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 GENERATIONS = (0, 1, 2)
+PAUSES = "orchestrator_gc_pause_seconds"
+LONGEST = "orchestrator_gc_pause_longest_seconds"
+FAMILIES = frozenset((PAUSES, LONGEST))
 
 
 class GcPauses(Collector):
@@ -69,11 +72,11 @@ class GcPauses(Collector):
 
     def _families(self, with_samples: bool) -> list[Metric]:
         pauses = HistogramMetricFamily(
-            "orchestrator_gc_pause_seconds",
+            PAUSES,
             "Garbage collections: how long each stopped the process, by generation",
             labels=["generation"])
         longest = GaugeMetricFamily(
-            "orchestrator_gc_pause_longest_seconds",
+            LONGEST,
             "The longest garbage collection since start, by generation", labels=["generation"])
         if with_samples:
             for g in GENERATIONS:

@@ -20,6 +20,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
+from orchestrator.observability.gc_pauses import FAMILIES as GC_FAMILIES
 from orchestrator.observability.gc_pauses import GcPauses
 from orchestrator.observability.tick_series import TickSeries, TickSeriesCollector
 
@@ -73,8 +74,7 @@ Family = tuple[str, str, str, list[tuple[str, dict[str, str], float]]]
 
 
 # A worker's process-wide families that the API shows labelled by worker: its own.
-_PER_PROCESS = frozenset(("orchestrator_gc_pause_seconds",
-                          "orchestrator_gc_pause_longest_seconds"))
+_PER_PROCESS = GC_FAMILIES
 
 
 def session_families() -> list[Family]:
