@@ -58,6 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for JSON and PNGs")
     p.add_argument("--label", default="comparison", help="name of the JSON and PNG files")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--switch-interval", type=float, default=None, metavar="MS",
+                   help="the bench process's GIL switch interval (sys.setswitchinterval; "
+                        "Python's default 5 ms): the in-process orchestrator's too")
     p.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio",
                    help="the in-process orchestrator's event loop: asyncio as `make run`, "
                         "uvloop as `python -m orchestrator` and the Ray workers")
@@ -95,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:
         handler.setLevel(logging.WARNING)
     opts = options(args)
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval / 1000.0)
     bench = run(opts, on_run=lambda m, r: print(run_line(m, r), flush=True))
     if opts.event_loop == "uvloop":
         import uvloop

@@ -155,7 +155,14 @@ def _cpu_per_tick(run: dict[str, Any]) -> str:
             f"other threads {cp['other_threads_ms_per_session_tick']}"
             + (f"; loop waited for a CPU {cp['event_loop_thread_runqueue_wait_share']:.0%}"
                if "event_loop_thread_runqueue_wait_share" in cp else "")
-            + _gc(run.get("gc_on_event_loop_thread")))
+            + _gc(run.get("gc_on_event_loop_thread")) + _probe(run.get("timer_thread_probe")))
+
+
+def _probe(probe: dict[str, Any] | None) -> str:
+    if not probe or not probe["lateness_ms"]["n"]:
+        return ""
+    late = probe["lateness_ms"]
+    return f"; a bare timer thread woke late p50/p99 {late['p50']}/{late['p99']} ms"
 
 
 def _gc(collector: dict[str, Any] | None) -> str:

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import platform
+import sys
 import tempfile
 import threading
 import time
@@ -34,6 +35,7 @@ from .drivers import DesignContext, Driver
 from .fleet import Fleet, FleetConfig
 from .measure import CpuMeter, GcPauses, ThreadCpu, percentiles, session_figures
 from .models import BenchModel, ort_ceiling, prepare_models
+from .probe import TimerProbe
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +150,7 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
     driver = _driver(design, model, n, arena, triton, rate, opts)
     width, height = opts.camera_size
     collector = GcPauses()
+    probe = TimerProbe(rate)
     try:
         await driver.open()
         fleet = Fleet(FleetConfig(arena.base_url, driver.rooms(), opts.camera_fps, width,
@@ -175,12 +178,14 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
             cpu.start()
             threads.start()
             collector.start()
+            probe.start()  # from this (the loop's) thread: it takes the loop's priority
             t0 = time.monotonic()
             await asyncio.sleep(opts.duration_by_model.get(model.size, opts.duration_s))
             t1 = time.monotonic()
             cpu_use = cpu.stop()
             thread_use = threads.stop()
             gc_use = collector.stop()
+            probe_use = probe.stop()
             tick_cpu = _delta(driver.control_cpu(), tick_cpu0)
             sched = _delta(driver.scheduler_stats(), sched0)
             await driver.sample()
@@ -191,6 +196,7 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
             records = await fleet.collect(queries)
         finally:
             collector.detach()
+            probe.stop()
             await fleet.close()
         inferences = driver.inferences()
     finally:
@@ -238,6 +244,7 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
                                        {k: cpu_use[k] * span for k in driver.cpu_groups()
                                         if k in cpu_use}),
         "gc_on_event_loop_thread": gc_use,
+        "timer_thread_probe": probe_use,
         "sessions": [f.summary for f in figures],
     }
     return result, RunSamples(jitter, latency, inference_ms)
@@ -353,6 +360,7 @@ async def run(opts: Options, on_run: Callable[[str, dict[str, Any]], None] | Non
             "duration_by_model": opts.duration_by_model,
             "warmup_s": opts.warmup_s, "camera_fps": opts.camera_fps,
             "event_loop": opts.event_loop,
+            "switch_interval_ms": round(sys.getswitchinterval() * 1000.0, 3),
             "camera_size_wh": list(opts.camera_size), "robot_joint_rate_hz": opts.joint_rate,
             "ort_threads": opts.ort_threads, "triton_instances": 1,
             "stack_stale_after_s": opts.stale_after_s,

@@ -13,7 +13,7 @@ from bench.comparison.runner import Options, run
 RUN_FIELDS = {"design", "n", "rate_hz", "ok", "holds_rate", "fell_over", "achieved_hz",
               "publish_jitter_ms", "arrival_jitter_ms", "obs_to_command_ms", "inference_ms",
               "plan_underruns", "missed_ticks", "cpu_cores", "triton", "sessions",
-              "control_plane"}
+              "control_plane", "timer_thread_probe"}
 
 
 async def test_one_session_of_each_design_fills_the_report(tmp_path: Path) -> None:
@@ -43,6 +43,7 @@ async def test_one_session_of_each_design_fills_the_report(tmp_path: Path) -> No
         assert cp["send_ms_per_session_tick"] is not None
         assert cp["event_loop_thread_ms_per_session_tick"] > 0
     assert runs["stack"]["control_plane"]["scheduler"]["passes"] > 0
+    assert runs["stack"]["timer_thread_probe"]["lateness_ms"]["n"] > 0
     assert "scheduler" not in runs["stack_per_session"]["control_plane"]
     # Only the stack goes through Triton: its batch sizes come from Triton's statistics.
     stack = runs["stack"]

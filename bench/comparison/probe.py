@@ -1,0 +1,60 @@
+"""A bare timer thread in the process under test: how late it wakes on the control grid.
+
+It does nothing but sleep to each tick's deadline and note how late it got to run. Started
+from the event-loop thread during the measured window, it inherits that thread's nice value
+and scheduling policy (Linux: a new thread takes its creator's), so it waits for a CPU as the
+loop would, and for the GIL and the garbage collector as any thread of the process does.
+Its lateness is the floor a tick thread of its own (ticks off the I/O loop) would start
+from on this machine, before any tick work: what moving ticks off the loop could gain.
+Only meaningful where the sessions run in the bench's process (the stack designs).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Any
+
+from .measure import percentiles
+
+LATE_MS = 2.0  # the issue's N=32 jitter target
+
+
+class TimerProbe:
+    def __init__(self, rate_hz: float) -> None:
+        self.rate_hz = rate_hz
+        self.lateness_ms: list[float] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.native_id: int | None = None  # the probe thread's, once it runs
+        self._running = threading.Event()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="bench-timer-probe",
+                                        daemon=True)
+        self._thread.start()
+        self._running.wait(timeout=2.0)
+
+    def _run(self) -> None:
+        self.native_id = threading.get_native_id()
+        self._running.set()
+        rate, now = self.rate_hz, time.monotonic
+        g = int(now() * rate) + 1
+        while not self._stop.is_set():
+            deadline = g / rate
+            delay = deadline - now()
+            if delay > 0:
+                time.sleep(delay)
+            woke = now()
+            self.lateness_ms.append((woke - deadline) * 1000.0)
+            g = max(g + 1, int(woke * rate) + 1)  # a late wake-up skips, as the scheduler
+
+    def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        late = self.lateness_ms
+        return {"lateness_ms": percentiles(late),
+                f"over_{LATE_MS:g}ms": sum(1 for x in late if x > LATE_MS),
+                "switch_interval_ms": round(sys.getswitchinterval() * 1000.0, 3)}
