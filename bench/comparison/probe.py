@@ -7,6 +7,15 @@ loop would, and for the GIL and the garbage collector as any thread of the proce
 Its lateness is the floor a tick thread of its own (ticks off the I/O loop) would start
 from on this machine, before any tick work: what moving ticks off the loop could gain.
 Only meaningful where the sessions run in the bench's process (the stack designs).
+
+It wakes half a period off the grid: at the grid instant the loop's own pass holds the GIL,
+and a tick thread would not wait for that pass (it would run it). Half a period later the
+loop is doing what it would still do with ticks moved off it: sends, joint readings, video
+packets, inference replies.
+
+Each late wake-up is split in two (Linux schedstat of the probe thread): the time it was
+ready to run with no CPU free, and the rest, which is mostly waiting for the GIL (another
+thread's Python, a garbage collection).
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ class TimerProbe:
     def __init__(self, rate_hz: float) -> None:
         self.rate_hz = rate_hz
         self.lateness_ms: list[float] = []
+        self.cpu_wait_ms: list[float] = []  # of each wake-up's lateness: waiting for a CPU
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.native_id: int | None = None  # the probe thread's, once it runs
@@ -42,19 +52,37 @@ class TimerProbe:
         rate, now = self.rate_hz, time.monotonic
         g = int(now() * rate) + 1
         while not self._stop.is_set():
-            deadline = g / rate
+            deadline = (g + 0.5) / rate
             delay = deadline - now()
+            wait0 = _runqueue_wait_ms()
             if delay > 0:
                 time.sleep(delay)
             woke = now()
+            wait1 = _runqueue_wait_ms()
             self.lateness_ms.append((woke - deadline) * 1000.0)
+            if wait0 is not None and wait1 is not None:
+                self.cpu_wait_ms.append(wait1 - wait0)
             g = max(g + 1, int(woke * rate) + 1)  # a late wake-up skips, as the scheduler
 
     def stop(self) -> dict[str, Any]:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
-        late = self.lateness_ms
-        return {"lateness_ms": percentiles(late),
-                f"over_{LATE_MS:g}ms": sum(1 for x in late if x > LATE_MS),
-                "switch_interval_ms": round(sys.getswitchinterval() * 1000.0, 3)}
+        late, cpu = self.lateness_ms, self.cpu_wait_ms
+        out: dict[str, Any] = {
+            "lateness_ms": percentiles(late),
+            f"over_{LATE_MS:g}ms": sum(1 for x in late if x > LATE_MS),
+            "switch_interval_ms": round(sys.getswitchinterval() * 1000.0, 3)}
+        if len(cpu) == len(late):
+            out["waiting_for_a_cpu_ms"] = percentiles(cpu)
+            out["waiting_for_the_gil_and_rest_ms"] = percentiles(
+                max(0.0, x - c) for x, c in zip(late, cpu, strict=True))
+        return out
+
+
+def _runqueue_wait_ms() -> float | None:
+    try:  # "<ns on a CPU> <ns waiting on a run queue> <time slices>", of the calling thread
+        with open("/proc/thread-self/schedstat") as f:
+            return int(f.read().split()[1]) / 1e6
+    except (OSError, IndexError, ValueError):
+        return None  # not Linux, or schedstats off

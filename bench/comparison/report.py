@@ -162,7 +162,11 @@ def _probe(probe: dict[str, Any] | None) -> str:
     if not probe or not probe["lateness_ms"]["n"]:
         return ""
     late = probe["lateness_ms"]
-    return f"; a bare timer thread woke late p50/p99 {late['p50']}/{late['p99']} ms"
+    split = ""
+    if "waiting_for_a_cpu_ms" in probe:
+        split = (f" (for a CPU {probe['waiting_for_a_cpu_ms']['p99']}, for the GIL and rest "
+                 f"{probe['waiting_for_the_gil_and_rest_ms']['p99']})")
+    return f"; a bare timer thread woke late p50/p99 {late['p50']}/{late['p99']} ms{split}"
 
 
 def _gc(collector: dict[str, Any] | None) -> str:

@@ -46,3 +46,16 @@ def test_the_probe_takes_the_nice_value_of_the_thread_that_starts_it() -> None:
     thread.start()
     thread.join()
     assert seen["probe"] == seen["starter"] == main_nice + 3
+
+
+def test_lateness_is_split_into_cpu_wait_and_the_rest() -> None:
+    probe = TimerProbe(rate_hz=100.0)
+    probe.start()
+    time.sleep(0.2)
+    figures = probe.stop()
+    n = figures["lateness_ms"]["n"]
+    assert n >= 5
+    # One CPU wait per wake-up (a counter's growth: never negative), and the rest beside it.
+    assert figures["waiting_for_a_cpu_ms"]["n"] == n
+    assert figures["waiting_for_the_gil_and_rest_ms"]["n"] == n
+    assert min(probe.cpu_wait_ms) >= 0.0
