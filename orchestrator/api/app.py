@@ -23,7 +23,7 @@ from orchestrator.api.prefix import PrefixAlias
 from orchestrator.api.routes import router
 from orchestrator.api.service import SessionService
 from orchestrator.observability.logs import install_log_ring
-from orchestrator.observability.metrics import metrics_router
+from orchestrator.observability.metrics import GC_PAUSES, metrics_router
 from orchestrator.sessions.errors import SessionError
 from orchestrator.sessions.manager import SessionManager
 from orchestrator.settings import Settings
@@ -66,6 +66,9 @@ def create_app(settings: Settings, triton: TritonClient | None = None) -> FastAP
             timeout_s=settings.triton_timeout_s,
             shared_memory=settings.triton_shared_memory,
         )
+        # The API process's own collections (idempotent): with workers, no session manager
+        # in this process installs it, and its series would read 0 collections.
+        GC_PAUSES.install()
         manager: SessionService
         if settings.workers > 1 or settings.ray_address:
             from orchestrator.fleet.router import FleetRouter  # imports Ray: only when used

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import os
 import signal
@@ -25,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.fleet.router import FleetRouter
 from orchestrator.fleet.worker import worker_name
+from orchestrator.observability import metrics
 from orchestrator.triton.launcher import LocalTriton
 from tests.e2e.conftest import e2e_settings
 from tests.support.arena import ArenaServerProcess, free_port
@@ -52,6 +54,9 @@ async def fleet(e2e_triton: LocalTriton, arena: ArenaServerProcess
         e2e_triton.start()
     settings = e2e_settings(e2e_triton, workers=2, worker_max_sessions=3, max_sessions=16,
                             log_level="WARNING")
+    # This process's collector as a session manager elsewhere in the run may have left it:
+    # the API must install it itself (see test_the_api_process_counts_its_own_collections).
+    metrics.GC_PAUSES.uninstall()
     async with run_orchestrator(settings, start_timeout_s=120) as orch:  # Ray: seconds
         yield orch
 
@@ -122,6 +127,19 @@ async def test_sessions_run_in_workers_through_the_api(
         assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
         assert (await fleet.http.get(f"/sessions/{sid}")).status_code == 404
     assert router(fleet).registry.get(a) is None
+
+
+async def test_the_api_process_counts_its_own_collections(fleet: Orchestrator) -> None:
+    """With workers no session manager runs in the API's process; its collector still counts
+    the API's own collections (the series without a worker label)."""
+    def gen0_count(text: str) -> float:
+        return next(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                    if s.name == "orchestrator_gc_pause_seconds_count"
+                    and s.labels == {"generation": "0"})
+
+    before = gen0_count((await fleet.http.get("/metrics")).text)
+    gc.collect(0)
+    assert gen0_count((await fleet.http.get("/metrics")).text) >= before + 1
 
 
 def parse_metrics(text: str) -> dict[tuple[str, str], dict[str, Any]]:
