@@ -1,12 +1,14 @@
 """A bare timer thread in the process under test: how late it wakes on the control grid.
 
-It does nothing but sleep to each tick's deadline and note how late it got to run. Started
+It does nothing but sleep to a deadline once a period and note how late it got to run. Started
 from the event-loop thread during the measured window, it inherits that thread's nice value
 and scheduling policy (Linux: a new thread takes its creator's), so it waits for a CPU as the
 loop would, and for the GIL and the garbage collector as any thread of the process does.
 Its lateness is the floor a tick thread of its own (ticks off the I/O loop) would start
 from on this machine, before any tick work: what moving ticks off the loop could gain.
-Only meaningful where the sessions run in the bench's process (the stack designs).
+Only meaningful where the sessions run in the bench's process (the stack designs), and no
+floor under a real-time loop thread: it would be a second thread of the same priority, which
+the first is never preempted for.
 
 It wakes half a period off the grid: at the grid instant the loop's own pass holds the GIL,
 and a tick thread would not wait for that pass (it would run it). Half a period later the
