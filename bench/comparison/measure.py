@@ -225,6 +225,16 @@ class CpuMeter:
         return out
 
 
+def runqueue_wait_s(schedstat: Path | str = "/proc/thread-self/schedstat") -> float | None:
+    """Seconds a thread has waited, ready to run, for a CPU (its schedstat; by default the
+    calling thread's)."""
+    try:  # "<ns on a CPU> <ns waiting on a run queue> <time slices>"
+        with open(schedstat) as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None  # not Linux, or schedstats off
+
+
 class ThreadCpu:
     """CPU of this process's main thread (the event loop: control ticks, WebSocket and RTP
     handling) apart from its other threads (video decoding and frame conversion in aiortc's
@@ -239,12 +249,6 @@ class ThreadCpu:
         self._start: tuple[float, float] = (0.0, 0.0)
         self._wait0: float | None = None
 
-    def _runqueue_wait_s(self) -> float | None:
-        try:  # "<ns on a CPU> <ns waiting on a run queue> <time slices>"
-            return int(self._schedstat.read_text().split()[1]) / 1e9
-        except (OSError, IndexError, ValueError):
-            return None  # not Linux, or schedstats off
-
     def _split(self) -> tuple[float, float]:
         main = other = 0.0
         for t in self._proc.threads():
@@ -256,7 +260,7 @@ class ThreadCpu:
 
     def start(self) -> None:
         self._start, self._t0 = self._split(), time.monotonic()
-        self._wait0 = self._runqueue_wait_s()
+        self._wait0 = runqueue_wait_s(self._schedstat)
 
     def stop(self) -> dict[str, float]:
         """Seconds in the window: main_s and other_threads_s of CPU, wall_s, and (where
@@ -264,7 +268,7 @@ class ThreadCpu:
         main, other = self._split()
         out = {"main_s": main - self._start[0], "other_threads_s": other - self._start[1],
                "wall_s": time.monotonic() - self._t0}
-        wait = self._runqueue_wait_s()
+        wait = runqueue_wait_s(self._schedstat)
         if wait is not None and self._wait0 is not None:
             out["main_runqueue_wait_s"] = wait - self._wait0
         return out

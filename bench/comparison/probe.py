@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any
 
-from .measure import percentiles
+from .measure import percentiles, runqueue_wait_s
 
 LATE_MS = 2.0  # the issue's N=32 jitter target
 
@@ -56,20 +56,24 @@ class TimerProbe:
         while not self._stop.is_set():
             deadline = (g + 0.5) / rate
             delay = deadline - now()
-            wait0 = _runqueue_wait_ms()
+            wait0 = runqueue_wait_s()
             if delay > 0:
                 time.sleep(delay)
             woke = now()
-            wait1 = _runqueue_wait_ms()
+            wait1 = runqueue_wait_s()
             self.lateness_ms.append((woke - deadline) * 1000.0)
             if wait0 is not None and wait1 is not None:
-                self.cpu_wait_ms.append(wait1 - wait0)
+                self.cpu_wait_ms.append((wait1 - wait0) * 1000.0)
             g = max(g + 1, int(woke * rate) + 1)  # a late wake-up skips, as the scheduler
 
-    def stop(self) -> dict[str, Any]:
+    def halt(self) -> None:
+        """End the thread (also where a run failed before ``stop``)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=2.0)
+
+    def stop(self) -> dict[str, Any]:
+        self.halt()
         late, cpu = self.lateness_ms, self.cpu_wait_ms
         out: dict[str, Any] = {
             "lateness_ms": percentiles(late),
@@ -80,11 +84,3 @@ class TimerProbe:
             out["waiting_for_the_gil_and_rest_ms"] = percentiles(
                 max(0.0, x - c) for x, c in zip(late, cpu, strict=True))
         return out
-
-
-def _runqueue_wait_ms() -> float | None:
-    try:  # "<ns on a CPU> <ns waiting on a run queue> <time slices>", of the calling thread
-        with open("/proc/thread-self/schedstat") as f:
-            return int(f.read().split()[1]) / 1e6
-    except (OSError, IndexError, ValueError):
-        return None  # not Linux, or schedstats off

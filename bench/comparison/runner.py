@@ -196,7 +196,7 @@ async def run_one(design: str, model: BenchModel, n: int, arena: LocalArenaServe
             records = await fleet.collect(queries)
         finally:
             collector.detach()
-            probe.stop()
+            probe.halt()
             await fleet.close()
         inferences = driver.inferences()
     finally:
