@@ -159,6 +159,12 @@ class TritonClient:
             error = InferenceTimeout(f"{what}: no answer within {timeout:.3g} s")
         except grpc.aio.UsageError as exc:  # the channel was closed under this call
             error = TritonUnavailable(f"{what}: {exc}")
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # this caller was cancelled: not the server's doing
+            # grpc.aio cancels the calls in flight on a channel another call's failure closed
+            error = TritonUnavailable(f"{what}: the channel was closed under this call")
         if isinstance(error, TritonUnavailable) and not isinstance(error, SharedMemoryLost):
             await self._reset(generation)
         raise error
@@ -282,13 +288,15 @@ class TritonClient:
     async def _infer_shm(self, name: str, version: str, arrays: dict[str, np.ndarray],
                          output: str, out_spec: TensorSpec, out_shape: tuple[int, ...],
                          timeout: float) -> np.ndarray:
-        assert self._pool is not None
+        pool = self._pool  # a fallback to plain gRPC may retire it under this request
+        assert pool is not None
         out_bytes = int(np.prod(out_shape)) * out_spec.dtype.itemsize
         need = sum(a.nbytes + 64 for a in arrays.values()) + out_bytes
-        slot = self._pool.acquire(need)
+        slot = pool.acquire(need)
+        answered = True  # False while Triton may still write into the slot
         try:
             for attempt in (0, 1):
-                if not await self._register(slot):
+                if not await self._register(slot, pool):
                     return await self._infer_plain_fallback(name, version, arrays, output, timeout)
                 out_offset = slot.write(arrays)
                 infer_inputs = []
@@ -298,23 +306,35 @@ class TritonClient:
                     infer_inputs.append(item)
                 requested = InferRequestedOutput(output)
                 requested.set_shared_memory(slot.name, out_bytes, out_offset)
+                answered = False
                 try:
                     await self._infer_call(name, version, infer_inputs, [requested], timeout)
                 except SharedMemoryLost:
                     # A restarted server forgot our regions without us seeing it go down.
+                    answered = True
                     if attempt == 1:
                         raise
-                    self._pool.invalidate()
+                    pool.invalidate()
                     continue
+                except (InferenceTimeout, TritonUnavailable):
+                    raise  # no answer: the server may still be running the request
+                except TritonError:
+                    answered = True  # the server refused the request: it is done with it
+                    raise
+                answered = True
                 return slot.read(out_offset, out_shape, out_spec.dtype)
             raise AssertionError("unreachable")
         finally:
-            self._pool.release(slot)
+            if answered:
+                pool.release(slot)
+            else:  # a cancellation too: Triton runs the request whoever stopped waiting
+                pool.abandon(slot)
 
-    async def _register(self, slot: Slot) -> bool:
+    async def _register(self, slot: Slot, pool: SlotPool) -> bool:
         if slot.registered == self._generation:
             return True
         generation = self._generation
+        await self._unregister_abandoned(pool)  # here: new slots are made where old ones went
         try:  # the name may be registered from before a lost connection
             await self._call("unregister shm", "unregister_system_shared_memory", slot.name)
             await self._call("register shm", "register_system_shared_memory", slot.name,
@@ -326,6 +346,16 @@ class TritonClient:
             return False
         slot.registered = generation
         return True
+
+    async def _unregister_abandoned(self, pool: SlotPool, timeout_s: float | None = None) -> None:
+        """Best effort: Triton refuses while the abandoned request still runs; try again later."""
+        for name in list(pool.abandoned):
+            try:
+                await self._call("unregister shm", "unregister_system_shared_memory", name,
+                                 timeout_s=timeout_s)
+            except TritonError:
+                continue
+            pool.abandoned.remove(name)
 
     async def _infer_plain_fallback(self, name: str, version: str, arrays: dict[str, np.ndarray],
                                     output: str, timeout: float) -> np.ndarray:
@@ -341,6 +371,7 @@ class TritonClient:
         if self._closed:
             return
         if self._pool is not None and self._client is not None:
+            await self._unregister_abandoned(self._pool, timeout_s=2.0)
             for slot in self._pool.slots:
                 if slot.registered == self._generation:
                     try:

@@ -4,6 +4,11 @@ Each slot is one POSIX shared-memory region registered with Triton; a request
 writes its inputs and receives its output in one slot, so concurrent requests
 use different slots. Slots are reused, grown on demand, re-registered after a
 server restart (Triton forgets registrations) and unlinked on close.
+
+A slot whose request got no answer (timed out, cancelled, channel lost) is
+abandoned, never reused: Triton still runs that request and writes its output
+into the region when done, over whatever the next request put there. Its name
+stays registered with the server until it can be unregistered (not in use).
 """
 
 from __future__ import annotations
@@ -100,6 +105,7 @@ class SlotPool:
         self._free: list[Slot] = []
         self._all: list[Slot] = []
         self._count = 0
+        self.abandoned: list[str] = []  # names Triton may still hold: unregister when it lets go
 
     @property
     def slots(self) -> list[Slot]:
@@ -134,6 +140,12 @@ class SlotPool:
         if slot in self._free:
             self._free.remove(slot)
         slot.destroy()
+
+    def abandon(self, slot: Slot) -> None:
+        """The server may still write into this slot: drop our side, remember its name."""
+        if slot.registered >= 0:
+            self.abandoned.append(slot.name)
+        self.discard(slot)  # unlinked here; the server keeps its own mapping until unregistered
 
     def invalidate(self) -> None:
         """The server may have restarted: every slot must be registered again."""

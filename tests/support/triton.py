@@ -143,20 +143,22 @@ _SLEEP_CONFIG = """\
 name: "{name}"
 backend: "python"
 max_batch_size: 8
-input {{ name: "x" data_type: TYPE_FP32 dims: [ 2 ] }}
-output {{ name: "y" data_type: TYPE_FP32 dims: [ 2 ] }}
+input {{ name: "x" data_type: TYPE_FP32 dims: [ {width} ] }}
+output {{ name: "y" data_type: TYPE_FP32 dims: [ {width} ] }}
 instance_group {{ count: 1 kind: KIND_CPU }}
 """
 
 
-def write_sleep_model(repository: Path, name: str = "sleepy", seconds: float = 1.0) -> None:
-    """A python-backend model (``x`` -> ``y``, FP32 [2]) that takes ``seconds`` per batch.
+def write_sleep_model(
+    repository: Path, name: str = "sleepy", seconds: float = 1.0, width: int = 2
+) -> None:
+    """A python-backend model (``x`` -> ``y``, FP32 [width]) that takes ``seconds`` per batch.
 
     For real timeouts: a request with a shorter deadline is late whatever the machine.
     """
     model_dir = Path(repository) / name
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
-    (model_dir / "config.pbtxt").write_text(_SLEEP_CONFIG.format(name=name))
+    (model_dir / "config.pbtxt").write_text(_SLEEP_CONFIG.format(name=name, width=width))
     (model_dir / "1" / "model.py").write_text(_SLEEP_MODEL.format(seconds=float(seconds)))
 
 

@@ -17,6 +17,7 @@ SPARE = "tiny_spare"  # unloaded/loaded by tests
 VERSIONED = "tiny_versions"  # gets new versions at run time
 SLEEPY = "sleepy"  # a python-backend model taking SLEEP_S per batch
 SLEEP_S = 0.5
+SLEEPY_WIDE = "sleepy_wide"  # the same, FP32 [16]: one row fills a 64-byte aligned block
 WATCH_S = 0.2  # the session server re-syncs its derived repository by itself
 
 
@@ -32,6 +33,7 @@ def source_repo(tmp_path_factory: pytest.TempPathFactory, contract: ModelContrac
     write_tiny_model(repo, tiny_contract(SPARE))
     write_tiny_model(repo, tiny_contract(VERSIONED), version=1, seed=1)
     write_sleep_model(repo, SLEEPY, SLEEP_S)
+    write_sleep_model(repo, SLEEPY_WIDE, SLEEP_S, width=16)
     return repo
 
 

@@ -16,12 +16,13 @@ from orchestrator.triton.client import (
     ModelNotReady,
     ModelStatistics,
     TritonClient,
+    TritonUnavailable,
 )
 from orchestrator.triton.launcher import LocalTriton
 from orchestrator.triton.model_contract import ACTION_OUTPUT, STATE_INPUT, ModelContract
 from orchestrator.triton.shm import SHM_DIR
 from tests.support.triton import random_observation
-from tests.triton.conftest import MAIN, SLEEP_S, SLEEPY, SPARE
+from tests.triton.conftest import MAIN, SLEEP_S, SLEEPY, SLEEPY_WIDE, SPARE
 
 
 async def statistics_reaching(client: TritonClient, inferences: int) -> ModelStatistics:
@@ -187,3 +188,62 @@ async def test_auto_shared_memory_on_loopback(triton: LocalTriton, contract: Mod
     remote = TritonClient("triton.example:8001", shared_memory="auto")
     assert not remote.uses_shared_memory
     await remote.close()
+
+
+@pytest.mark.parametrize("shared_memory", [False, True])
+async def test_a_call_in_flight_when_the_channel_is_reset_is_triton_unavailable(
+    triton: LocalTriton, shared_memory: bool
+) -> None:
+    """Another call's failure closes the channel: the calls still on it fail as unavailable
+    (retry later), not as a cancellation that escapes to the API as a 500."""
+    x = {"x": np.arange(2, dtype=np.float32)[None]}
+    async with TritonClient(triton.grpc_url, shared_memory=shared_memory) as c:
+        await c.infer(SLEEPY, x, timeout_s=30, output="y")  # connected, regions registered
+        in_flight = asyncio.create_task(c.infer(SLEEPY, x, timeout_s=30, output="y"))
+        await asyncio.sleep(SLEEP_S / 4)
+        await c._reset(c._generation)  # what a failed call does to the shared channel
+        with pytest.raises(TritonUnavailable):
+            await in_flight
+        np.testing.assert_array_equal(await c.infer(SLEEPY, x, timeout_s=30, output="y"), x["x"])
+        assert c.uses_shared_memory == shared_memory
+
+
+async def test_a_request_given_up_on_never_writes_into_a_later_ones_memory(
+    triton: LocalTriton,
+) -> None:
+    """Triton still runs a request the client stopped waiting for, and writes its output
+    into the shared memory named in it when done: that region must not be handed to the
+    next request meanwhile. Here the late output would land on the next request's second
+    row (one row is 64 bytes, the next 64-byte block after it holds the first's output)."""
+    first = {"x": np.full((1, 16), 7.0, dtype=np.float32)}
+    second = {"x": np.arange(32, dtype=np.float32).reshape(2, 16)}
+    prefix = f"t_abandon_{uuid.uuid4().hex[:8]}"
+    c = TritonClient(triton.grpc_url, shared_memory=True, shm_prefix=prefix)
+    await c.infer(SLEEPY_WIDE, second, timeout_s=30, output="y")  # a slot that fits both
+    with pytest.raises(InferenceTimeout):
+        await c.infer(SLEEPY_WIDE, first, timeout_s=SLEEP_S / 5, output="y")
+    got = await c.infer(SLEEPY_WIDE, second, timeout_s=30, output="y")
+    np.testing.assert_array_equal(got, second["x"])
+    await c.close()  # the abandoned region too is unregistered once Triton is done with it
+    async with TritonClient(triton.grpc_url) as control:
+        status = await control._call("status", "get_system_shared_memory_status")
+    assert not any(name.startswith(prefix) for name in status.regions)
+    assert not list(SHM_DIR.glob(prefix + "*"))
+
+
+async def test_a_region_removed_from_dev_shm_falls_back_to_plain_grpc(
+    triton: LocalTriton, contract: ModelContract
+) -> None:
+    """systemd-logind's RemoveIPC deletes a user's /dev/shm files: Triton then cannot open
+    a new region, and the client goes on over plain gRPC with the same answers."""
+    obs = random_observation(contract, 2, seed=3)
+    async with TritonClient(triton.grpc_url) as plain:
+        expected = await plain.infer(MAIN, obs)
+    async with TritonClient(triton.grpc_url, shared_memory=True) as c:
+        assert c._pool is not None
+        slot = c._pool.acquire(1)  # the slot the next request will get, not yet registered
+        c._pool.release(slot)
+        slot.shm.path.unlink()
+        np.testing.assert_array_equal(await c.infer(MAIN, obs), expected)
+        assert not c.uses_shared_memory
+        np.testing.assert_array_equal(await c.infer(MAIN, obs), expected)
