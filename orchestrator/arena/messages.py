@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +66,23 @@ class HeartbeatAck(_Msg):
     type: Literal["heartbeat_ack"]
 
 
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value, default=str)[:1000]
+
+
+# An emergency stop must latch whatever its other fields hold: the reference server forwards
+# the sender's ``reason`` as given (a number, an object), and a stop refused for a field's
+# type would leave the robot moving.
+_LenientText = Annotated[str | None, BeforeValidator(_as_text)]
+
+
 class EmergencyStop(_Msg):
     type: Literal["emergency_stop"]
-    reason: str | None = None
-    source: str | None = None
+    timestamp: _LenientText = None
+    reason: _LenientText = None
+    source: _LenientText = None
 
     def describe(self) -> str:
         return self.reason or f"emergency stop from {self.source or 'unknown'}"

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
+from orchestrator.arena.messages import EmergencyStop, parse_robotics, parse_video
 from orchestrator.arena.rest import ArenaRest, ArenaUnavailable, JoinRefused
 from orchestrator.arena.robotics import MAX_JOINT_NAMES, RoboticsConsumer, RoboticsProducer
 from tests.support.arena import ArenaServerThread, free_port
@@ -113,6 +114,39 @@ async def test_emergency_stop_is_surfaced_to_both_ends(
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+@pytest.mark.parametrize("extra", [{"reason": 42}, {"reason": {"why": "bumped"}}])
+async def test_an_emergency_stop_with_odd_fields_still_latches(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str, extra: dict[str, object]
+) -> None:
+    """The room server forwards a sender's reason as given: a number or an object must
+    stop the robot like a string does (a stop dropped as malformed fails open)."""
+    await rest.create_robotics_room(workspace, "r")
+    seen: list[str] = []
+    consumer = RoboticsConsumer(arena.base_url, workspace, "r", on_emergency_stop=seen.append)
+    producer = RoboticsProducer(arena.base_url, workspace, "r")
+    await consumer.start()
+    await producer.start()
+    try:
+        assert await producer._publish(json.dumps({"type": "emergency_stop", **extra}))
+        await eventually(lambda: len(seen) == 1, "the consumer's callback")
+        assert consumer.stats.emergency_stops == 1 and consumer.stats.malformed == 0
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+@pytest.mark.parametrize("parse", [parse_robotics, parse_video])
+def test_an_emergency_stop_from_another_server_parses_whatever_its_stamp_and_source(
+    parse: Callable[[str], object],
+) -> None:
+    """This room server writes its own timestamp and source; another may send an epoch
+    number and an object."""
+    text = json.dumps({"type": "emergency_stop", "timestamp": 1.7e9, "source": {"id": 7}})
+    msg = parse(text)
+    assert isinstance(msg, EmergencyStop)
+    assert msg.timestamp == "1700000000.0" and msg.source == '{"id": 7}'
 
 
 async def test_refused_join_and_unreachable_server_raise_typed_errors(
