@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from typing import Any
 
@@ -79,8 +80,7 @@ class SessionManager:
             session = Session(config, self.triton)
             await session.open(rejoin=rejoin)  # cleans up after itself on failure
             if served is not None:
-                policy, contract = served
-                await session.attach(ModelBinding.create(spec, self.settings, policy, contract))
+                await self._attach(session, spec, *served, rejoin=rejoin)
             self._sessions[sid] = session
         finally:
             self._pending.discard(sid)
@@ -94,6 +94,19 @@ class SessionManager:
             list(config.cameras),
         )
         return session.rooms()
+
+    async def _attach(self, session: Session, spec: SessionSpec, policy: PolicyRef,
+                      contract: ModelContract, *, rejoin: bool) -> None:
+        """Bind the model to an opened session; on failure close it (its rooms, connections
+        and tasks go) and say why: a limit or alias the control loop refuses is the
+        request's fault."""
+        try:
+            await session.attach(ModelBinding.create(spec, self.settings, policy, contract))
+        except BaseException as exc:
+            await session.close(delete_rooms=not rejoin)  # a rejoin keeps the robot's rooms
+            if isinstance(exc, ValueError):
+                raise InvalidSessionRequest(f"session {spec.session_id!r}: {exc}") from exc
+            raise
 
     async def delete(self, session_id: str) -> None:
         session = self.get(session_id)
@@ -234,11 +247,13 @@ class SessionManager:
             )
         if spec.joint_limits:
             unknown = sorted(set(spec.joint_limits) - set(contract.action_names))
-            bad = [j for j, (lo, hi) in spec.joint_limits.items() if not lo < hi]
+            bad = [j for j, (lo, hi) in spec.joint_limits.items()
+                   if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi)]
             if unknown or bad:
                 raise InvalidSessionRequest(
                     f"joint_limits: unknown joints {unknown} (model joints: "
-                    f"{list(contract.action_names)}); low must be below high for {bad}"
+                    f"{list(contract.action_names)}); low must be below high, both finite, "
+                    f"for {bad}"
                 )
         if spec.joint_aliases:
             targets = set(contract.state_names) | set(contract.action_names)

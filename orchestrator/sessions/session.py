@@ -62,6 +62,9 @@ class Session:
         self.init_step: str | None = "opening rooms"  # while initializing: what it waits for
         self._start_when_ready = False
         self._latched: str | None = None  # an emergency stop that came before the model
+        self._estops = 0  # emergency stops so far: a start asked for before the last one loses
+        self._closed = False
+        self._latched_reason = ""
         self._transition = asyncio.Lock()
         self._presence: presence.WorkspacePresence | None = None  # shared per workspace
         self._video_rooms_task: asyncio.Task[None] | None = None
@@ -105,7 +108,7 @@ class Session:
         """Bind the served model: build the control loop, hand it the joints read so far,
         and become ready (running, if a start came while initializing)."""
         async with self._transition:
-            if self.state == SessionState.ERROR or self.loop is not None:
+            if self._closed or self.state == SessionState.ERROR or self.loop is not None:
                 return
             self.binding = binding
             self.loop = loop = ControlLoop(
@@ -156,9 +159,11 @@ class Session:
 
     async def close(self, delete_rooms: bool) -> None:
         """Stop the loop, disconnect, delete the rooms this session created. Never raises."""
-        if self.loop is not None:
-            with contextlib.suppress(Exception):
-                await self.loop.stop()
+        self._closed = True  # a start or restart waiting for the lock now refuses
+        async with self._transition:  # and one under way finishes first: its loop is stopped
+            if self.loop is not None:
+                with contextlib.suppress(Exception):
+                    await self.loop.stop()
         if self._video_rooms_task is not None:
             self._video_rooms_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -188,8 +193,26 @@ class Session:
         metrics.forget_session(self.session_id)
 
     # -- lifecycle -----------------------------------------------------------------------
+    def _refuse_if_stopped_since(self, seen: int) -> None:
+        """An emergency stop that came after the start was asked for wins over it, and a
+        closed session never ticks again."""
+        if self._closed:
+            raise InvalidTransition(f"session {self.session_id!r} is being deleted")
+        if self._estops == seen:
+            return
+        if self.loop is not None:
+            self.loop.emergency_stop(self._latched_reason)  # the start re-armed: latch again
+        if self.state == SessionState.RUNNING:
+            self.state = SessionState.STOPPED
+        raise InvalidTransition(
+            f"session {self.session_id!r}: an emergency stop ({self._latched_reason}) came "
+            "while it was starting; it stays latched until the next start"
+        )
+
     async def start(self) -> None:
+        seen = self._estops  # before waiting for the lock: a stop meanwhile is newer
         async with self._transition:
+            self._refuse_if_stopped_since(seen)
             if self.loop is None:
                 if self.state == SessionState.ERROR:
                     raise InvalidTransition(
@@ -205,8 +228,9 @@ class Session:
                     "ready or stopped (use restart from any state)"
                 )
             await self.loop.start()
+            self._refuse_if_stopped_since(seen)
             self.state = SessionState.RUNNING
-            self.error_message = None
+            self.error_message, self._latched = None, None
             log.info("session %s started at %.1f Hz", self.session_id, self.loop.settings.rate_hz)
 
     async def stop(self) -> None:
@@ -221,7 +245,9 @@ class Session:
             log.info("session %s stopped", self.session_id)
 
     async def restart(self) -> None:
+        seen = self._estops
         async with self._transition:
+            self._refuse_if_stopped_since(seen)
             if self.loop is None:
                 if self.state != SessionState.ERROR:
                     self._start_when_ready, self._latched = True, None
@@ -235,8 +261,9 @@ class Session:
             # is intact, and the server forwards only changes, so a robot standing still
             # would never be read again.
             await self.loop.start()
+            self._refuse_if_stopped_since(seen)
             self.state = SessionState.RUNNING
-            self.error_message = None
+            self.error_message, self._latched = None, None
             log.info("session %s restarted", self.session_id)
 
     async def reset(self) -> None:
@@ -298,6 +325,8 @@ class Session:
 
     def _on_emergency_stop(self, reason: str) -> None:
         # Latch at once (synchronously: no await between the message and the latch).
+        self._estops += 1
+        self._latched_reason = reason or "no reason given"
         if self.loop is None:
             self._start_when_ready = False
             self._latched = reason or "no reason given"

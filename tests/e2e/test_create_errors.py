@@ -69,6 +69,24 @@ async def test_unknown_model_and_camera_mismatch_name_both_sides(
     assert orchestrator.manager.sessions() == []
 
 
+async def test_limits_the_safety_layer_cannot_hold_are_refused_and_leave_no_rooms(
+    orchestrator: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """JSON floats pass "inf" through; the safety layer needs finite limits to clamp to."""
+    tasks_before = len(asyncio.all_tasks())
+    sid, workspace = _sid(), uuid.uuid4().hex
+    body = session_body(sid, arena, workspace_id=workspace,
+                        joint_limits={"joint_0.pos": ["-inf", "inf"]})
+    status, detail = await _post(orchestrator, body)
+    assert status == 400 and "joint_0.pos" in detail and "finite" in detail
+    assert orchestrator.manager.sessions() == []
+    async with ArenaRest(arena.base_url) as rest:
+        assert await rest.list_robotics_rooms(workspace) == []
+        assert await rest.list_video_rooms(workspace) == []
+    await asyncio.sleep(0.2)
+    assert len(asyncio.all_tasks()) <= tasks_before
+
+
 async def test_unknown_and_duplicate_sessions(
     orchestrator: Orchestrator, arena: ArenaServerProcess
 ) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from orchestrator.arena.robotics import RoboticsProducer
+from orchestrator.sessions.errors import InvalidTransition
 from orchestrator.triton.launcher import LocalTriton
 from tests.e2e.conftest import e2e_settings
 from tests.support.arena import ArenaServerProcess
@@ -150,6 +151,49 @@ async def test_emergency_stop_latches_from_every_room_and_the_api_until_start(
         assert response.status_code == 200 and response.json()["status"] == "running"
         await wait_for(lambda: len(robot.received) >= count + 10, 30, "commands after start")
         assert (await orchestrator.status(sid))["error_message"] is None
+    assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+@pytest.mark.parametrize("call", ["start", "restart"])
+async def test_an_emergency_stop_that_lands_while_a_start_is_under_way_wins(
+    orchestrator: Orchestrator, arena: ArenaServerProcess, call: str
+) -> None:
+    """The operator clicks restart (or start), and the robot's emergency stop arrives while
+    that is still under way: the later stop stays latched and the call is refused."""
+    sid = new_id(f"estop-{call}")
+    created = await orchestrator.create_session(**body(sid, arena, joint_limits=WIDE,
+                                                       max_step=1e6))
+    async with robot_for(created, arena.base_url) as robot:
+        assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
+        await wait_for(lambda: len(robot.received) >= 10, 30, "commands before")
+        session = orchestrator.manager.get(sid)
+        assert session.loop is not None
+        if call == "start":  # asked for while another transition holds the session
+            assert (await orchestrator.http.post(f"/sessions/{sid}/stop")).status_code == 200
+            async with session._transition:
+                under_way = asyncio.create_task(session.start())
+                await asyncio.sleep(0)
+                # What the room client calls on an emergency_stop message (the timing is
+                # the point: a message over the room cannot be placed inside this window).
+                session.joints_in.on_emergency_stop("robot bumped")  # type: ignore[misc]
+        else:
+            under_way = asyncio.create_task(session.restart())
+            await asyncio.sleep(0)  # it is now waiting inside the loop's stop
+            assert not under_way.done()
+            session.joints_in.on_emergency_stop("robot bumped")  # type: ignore[misc]
+        with pytest.raises(InvalidTransition, match="robot bumped"):
+            await under_way
+        assert session.loop.core.safety.latched
+        status = await orchestrator.status(sid)
+        assert status["status"] == "stopped"
+        await asyncio.sleep(0.3)  # a send already on the wire may still land
+        count = len(robot.received)
+        await asyncio.sleep(0.7)
+        assert len(robot.received) == count
+        # The next explicit start re-arms.
+        robot.reset_emergency_stop()
+        assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
+        await wait_for(lambda: len(robot.received) >= count + 10, 30, "commands after")
     assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
 
 

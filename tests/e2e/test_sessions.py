@@ -18,6 +18,7 @@ import pytest
 
 from orchestrator.arena.rest import ArenaError, ArenaRest
 from orchestrator.arena.robotics import RoboticsProducer
+from orchestrator.sessions.errors import InvalidTransition
 from sim_robot.robot import SimRobot
 from tests.support.arena import ArenaServerProcess
 from tests.support.exports import ExportedRepository
@@ -189,3 +190,29 @@ async def test_partial_updates_and_the_empty_join_state_are_not_readings(
         finally:
             await producer.stop()
     assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_a_delete_during_a_restart_leaves_nothing_ticking(
+    orchestrator: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """DELETE lands while a restart is between its stop and its start: the restart must not
+    leave a control loop running that nothing refers to any more."""
+    sid = f"delrestart-{uuid.uuid4().hex[:6]}"
+    created = await orchestrator.create_session(**session_body(sid, arena))
+    async with robot_for(created, arena) as robot:
+        assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
+        await wait_for(lambda: len(robot.received) >= 10, 30, "commands")
+        session = orchestrator.manager.get(sid)
+        assert session.loop is not None
+        under_way = asyncio.create_task(session.restart())
+        await asyncio.sleep(0)  # inside the loop's stop
+        assert not under_way.done()
+        await orchestrator.manager.delete(sid)  # what DELETE /sessions/{id} runs
+        with pytest.raises(InvalidTransition, match="deleted"):
+            await under_way
+        assert not session.loop.running
+        await asyncio.sleep(0.3)
+        count = len(robot.received)
+        await asyncio.sleep(0.7)
+        assert len(robot.received) == count
+    assert (await orchestrator.http.get(f"/sessions/{sid}")).status_code == 404
