@@ -311,6 +311,16 @@ class ControlLoop:
             # A cancelled request (stop, restart) is over: the next start must be free to ask.
             self.core.on_request_failed()
             raise
+        except Exception as exc:
+            # No adapter names this fault (e.g. OSError: /dev/shm full), or it is a bug. The
+            # request is over all the same: left outstanding, no chunk would be asked again.
+            self._warn.log(logging.ERROR, "request_crash", "session %s: chunk request failed: "
+                           "%s: %s", self.session_id, type(exc).__name__, exc)
+            self._record_failure(exc)
+            try:
+                await asyncio.sleep(self.settings.retry_backoff_s)
+            finally:
+                self.core.on_request_failed(observation.tick if observation else None)
 
     async def _request_chunk(self, observation: Observation | None) -> None:
         if observation is None:  # a source vanished between the decision and the snapshot

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -216,3 +217,33 @@ async def test_a_delete_during_a_restart_leaves_nothing_ticking(
         await asyncio.sleep(0.7)
         assert len(robot.received) == count
     assert (await orchestrator.http.get(f"/sessions/{sid}")).status_code == 404
+
+
+async def test_an_unexpected_error_in_a_chunk_request_costs_that_request_only(
+    orchestrator: Orchestrator, arena: ArenaServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One request fails with an error no adapter names. Injected: an OSError like a full
+    /dev/shm when a shared-memory region is made, which cannot be caused here without
+    filling the machine's /dev/shm. The session must ask again, not wait for that answer
+    for ever while its plan runs out."""
+    sid = f"oserror-{uuid.uuid4().hex[:6]}"
+    created = await orchestrator.create_session(**session_body(sid, arena))
+    async with robot_for(created, arena) as robot:
+        assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
+        await wait_for(lambda: len(robot.received) >= 10, 30, "commands")
+        loop = orchestrator.manager.get(sid).loop
+        assert loop is not None
+        real, failed = loop._triton.infer, []
+
+        async def once_failing(*args: Any, **kwargs: Any) -> Any:
+            if not failed:
+                failed.append(True)
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(loop._triton, "infer", once_failing)
+        await wait_for(lambda: bool(failed), 30, "the injected failure")
+        chunks = loop.core.stats().chunks
+        await wait_for(lambda: loop.core.stats().chunks >= chunks + 3, 30, "chunks after it")
+        assert loop.counters.errors["inference_error"] == 1
+    assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
