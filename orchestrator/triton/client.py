@@ -13,25 +13,27 @@ server refused it). All derive from :class:`TritonError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import grpc
 import numpy as np
-from tritonclient.grpc import InferInput, InferRequestedOutput, KeepAliveOptions
+from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc import model_config_pb2 as mc
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
+from orchestrator.triton.channel import Deadline, channel_args, is_local
 from orchestrator.triton.errors import (
     BadInput,
     InferenceTimeout,
     ModelNotReady,
     SharedMemoryLost,
+    TritonBusy,
     TritonError,
     TritonUnavailable,
     translate,
@@ -47,6 +49,7 @@ __all__ = [
     "ModelSignature",
     "ModelStatistics",
     "TensorSpec",
+    "TritonBusy",
     "TritonClient",
     "TritonError",
     "TritonUnavailable",
@@ -64,32 +67,6 @@ class ModelStatistics:
     @property
     def average_batch_size(self) -> float:
         return self.inference_count / self.execution_count if self.execution_count else 0.0
-
-
-_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
-_GRPC_MAX_MESSAGE = 2**31 - 1
-
-
-def _is_local(url: str) -> bool:
-    return (urlsplit("//" + url).hostname or "") in _LOCAL_HOSTS
-
-
-def _channel_args() -> list[tuple[str, Any]]:
-    keepalive = KeepAliveOptions()
-    return [
-        ("grpc.max_send_message_length", _GRPC_MAX_MESSAGE),
-        ("grpc.max_receive_message_length", _GRPC_MAX_MESSAGE),
-        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
-        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
-        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
-        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
-        # Reconnect quickly after a restart: gRPC's default backoff grows to 2 min,
-        # and channels to one target otherwise share (and inherit) that backoff.
-        ("grpc.initial_reconnect_backoff_ms", 100),
-        ("grpc.min_reconnect_backoff_ms", 100),
-        ("grpc.max_reconnect_backoff_ms", 1000),
-        ("grpc.use_local_subchannel_pool", 1),
-    ]
 
 
 class TritonClient:
@@ -114,12 +91,14 @@ class TritonClient:
         self.timeout_s = timeout_s
         self.control_timeout_s = control_timeout_s
         if shared_memory == "auto":
-            shared_memory = _is_local(url) and shared_memory_available()
+            shared_memory = is_local(url) and shared_memory_available()
         self._pool: SlotPool | None = SlotPool(shm_prefix) if shared_memory else None
         self._client: InferenceServerClient | None = None
         self._generation = 0  # bumped each time the channel is recreated
         self._signatures: dict[tuple[str, str], ModelSignature] = {}
         self._retired: list[SlotPool] = []
+        self._sweeper: asyncio.Task[None] | None = None  # unregisters abandoned regions
+        self._next_sweep = 0.0
         self._closed = False
 
     @property
@@ -131,7 +110,7 @@ class TritonClient:
         if self._closed:
             raise TritonError("the Triton client is closed")
         if self._client is None:
-            self._client = InferenceServerClient(self.url, channel_args=_channel_args())
+            self._client = InferenceServerClient(self.url, channel_args=channel_args())
         return self._client
 
     async def _reset(self, generation: int) -> None:
@@ -165,7 +144,10 @@ class TritonClient:
                 raise  # this caller was cancelled: not the server's doing
             # grpc.aio cancels the calls in flight on a channel another call's failure closed
             error = TritonUnavailable(f"{what}: the channel was closed under this call")
-        if isinstance(error, TritonUnavailable) and not isinstance(error, SharedMemoryLost):
+        # A refusal from a live server leaves the channel as it is: closing it would fail
+        # every other session's request in flight on it.
+        if isinstance(error, TritonUnavailable) and not isinstance(
+                error, SharedMemoryLost | TritonBusy):
             await self._reset(generation)
         raise error
 
@@ -205,10 +187,12 @@ class TritonClient:
         config = await self.model_config(name, version)
         return contract_from_config(config, version or None)
 
-    async def signature(self, name: str, version: str = "") -> ModelSignature:
+    async def signature(self, name: str, version: str = "", timeout_s: float | None = None
+                        ) -> ModelSignature:
         key = (name, version)
         if key not in self._signatures:
-            meta = await self._call(f"metadata of {name!r}", "get_model_metadata", name, version)
+            meta = await self._call(f"metadata of {name!r}", "get_model_metadata", name, version,
+                                    timeout_s=timeout_s)
 
             def specs(tensors: Any) -> dict[str, TensorSpec]:
                 return {
@@ -255,9 +239,12 @@ class TritonClient:
         timeout_s: float | None = None,
         output: str = ACTION_OUTPUT,
     ) -> np.ndarray:
-        """Run the model on a batch; returns ``output`` (e.g. ``action`` [B, chunk, dim])."""
+        """Run the model on a batch; returns ``output`` (e.g. ``action`` [B, chunk, dim]).
+        ``timeout_s`` bounds the whole request, the metadata and shared-memory calls it may
+        need included: an answer later than that is a stale one."""
         timeout = self.timeout_s if timeout_s is None else timeout_s
-        signature = await self.signature(name, version)
+        left = Deadline(f"infer {name!r}", timeout).left
+        signature = await self.signature(name, version, timeout_s=left())
         arrays = check_inputs(name, signature, inputs)
         if output not in signature.outputs:
             raise BadInput(f"model {name!r} has no output {output!r}")
@@ -266,14 +253,14 @@ class TritonClient:
         out_shape = tuple(batch if d == -1 and i == 0 else d for i, d in enumerate(out_spec.shape))
         if self._pool is not None and -1 not in out_shape:
             return await self._infer_shm(name, version, arrays, output, out_spec, out_shape,
-                                         timeout)
+                                         left)
         infer_inputs = []
         for key, array in arrays.items():
             item = InferInput(key, list(array.shape), np_to_triton_dtype(array.dtype))
             item.set_data_from_numpy(array)
             infer_inputs.append(item)
         result = await self._infer_call(name, version, infer_inputs,
-                                        [InferRequestedOutput(output)], timeout)
+                                        [InferRequestedOutput(output)], left())
         return result.as_numpy(output)
 
     async def _infer_call(self, name: str, version: str, inputs: list[InferInput],
@@ -287,7 +274,7 @@ class TritonClient:
 
     async def _infer_shm(self, name: str, version: str, arrays: dict[str, np.ndarray],
                          output: str, out_spec: TensorSpec, out_shape: tuple[int, ...],
-                         timeout: float) -> np.ndarray:
+                         left: Callable[[], float]) -> np.ndarray:
         pool = self._pool  # a fallback to plain gRPC may retire it under this request
         assert pool is not None
         out_bytes = int(np.prod(out_shape)) * out_spec.dtype.itemsize
@@ -296,8 +283,9 @@ class TritonClient:
         answered = True  # False while Triton may still write into the slot
         try:
             for attempt in (0, 1):
-                if not await self._register(slot, pool):
-                    return await self._infer_plain_fallback(name, version, arrays, output, timeout)
+                if not await self._register(slot, left()):
+                    return await self._infer_plain_fallback(name, version, arrays, output,
+                                                            left())
                 out_offset = slot.write(arrays)
                 infer_inputs = []
                 for key, array in arrays.items():
@@ -308,7 +296,7 @@ class TritonClient:
                 requested.set_shared_memory(slot.name, out_bytes, out_offset)
                 answered = False
                 try:
-                    await self._infer_call(name, version, infer_inputs, [requested], timeout)
+                    await self._infer_call(name, version, infer_inputs, [requested], left())
                 except SharedMemoryLost:
                     # A restarted server forgot our regions without us seeing it go down.
                     answered = True
@@ -329,16 +317,18 @@ class TritonClient:
                 pool.release(slot)
             else:  # a cancellation too: Triton runs the request whoever stopped waiting
                 pool.abandon(slot)
+            self._sweep(pool)
 
-    async def _register(self, slot: Slot, pool: SlotPool) -> bool:
+    async def _register(self, slot: Slot, timeout_s: float) -> bool:
         if slot.registered == self._generation:
             return True
         generation = self._generation
-        await self._unregister_abandoned(pool)  # here: new slots are made where old ones went
+        left = Deadline("register shm", timeout_s).left
         try:  # the name may be registered from before a lost connection
-            await self._call("unregister shm", "unregister_system_shared_memory", slot.name)
+            await self._call("unregister shm", "unregister_system_shared_memory", slot.name,
+                             timeout_s=left())
             await self._call("register shm", "register_system_shared_memory", slot.name,
-                             slot.key, slot.size)
+                             slot.key, slot.size, timeout_s=left())
         except (TritonUnavailable, InferenceTimeout):
             raise
         except TritonError as exc:
@@ -347,15 +337,26 @@ class TritonClient:
         slot.registered = generation
         return True
 
+    def _sweep(self, pool: SlotPool) -> None:
+        """Unregister abandoned regions in the background, one sweep at a time, at most once a
+        second: Triton refuses while the request given up on still runs."""
+        now = asyncio.get_running_loop().time()
+        if not pool.abandoned or now < self._next_sweep or self._closed:
+            return
+        if self._sweeper is None or self._sweeper.done():
+            self._next_sweep = now + 1.0
+            self._sweeper = asyncio.create_task(self._unregister_abandoned(pool),
+                                                name="triton-shm-sweep")
+
     async def _unregister_abandoned(self, pool: SlotPool, timeout_s: float | None = None) -> None:
-        """Best effort: Triton refuses while the abandoned request still runs; try again later."""
         for name in list(pool.abandoned):
             try:
                 await self._call("unregister shm", "unregister_system_shared_memory", name,
                                  timeout_s=timeout_s)
             except TritonError:
-                continue
-            pool.abandoned.remove(name)
+                continue  # still in use, or the server is away: the next sweep tries again
+            if name in pool.abandoned:
+                pool.abandoned.remove(name)
 
     async def _infer_plain_fallback(self, name: str, version: str, arrays: dict[str, np.ndarray],
                                     output: str, timeout: float) -> np.ndarray:
@@ -370,6 +371,10 @@ class TritonClient:
         """Unregister and remove shared memory, close the channel (idempotent)."""
         if self._closed:
             return
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._sweeper
         if self._pool is not None and self._client is not None:
             await self._unregister_abandoned(self._pool, timeout_s=2.0)
             for slot in self._pool.slots:

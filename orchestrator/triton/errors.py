@@ -29,6 +29,14 @@ class SharedMemoryLost(TritonUnavailable):
     """The server no longer knows our shared-memory region (it restarted)."""
 
 
+class TritonBusy(TritonUnavailable):
+    """The server is up and refused this request (its queue is full, or the request waited
+    past its queue policy's timeout): retry later, the connection is fine."""
+
+
+_BUSY = ("maximum queue size", "timeout expired")
+
+
 def translate(exc: InferenceServerException, what: str) -> TritonError:
     """Map a tritonclient error to the typed error the session layer acts on."""
     status = exc.status() or ""
@@ -41,6 +49,8 @@ def translate(exc: InferenceServerException, what: str) -> TritonError:
         return InferenceTimeout(text)
     if "NOT_FOUND" in status or "unknown model" in lower or "not ready" in lower:
         return ModelNotReady(text)
+    if "UNAVAILABLE" in status and any(b in lower for b in _BUSY):
+        return TritonBusy(text)
     if "UNAVAILABLE" in status or "CANCELLED" in status or "failed to connect" in lower:
         return TritonUnavailable(text)
     if "INVALID_ARGUMENT" in status:

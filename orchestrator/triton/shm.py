@@ -143,8 +143,9 @@ class SlotPool:
 
     def abandon(self, slot: Slot) -> None:
         """The server may still write into this slot: drop our side, remember its name."""
-        if slot.registered >= 0:
-            self.abandoned.append(slot.name)
+        # Recorded even when not registered in this generation: a channel reset marks every
+        # slot unregistered, and the server (not restarted) may still hold it.
+        self.abandoned.append(slot.name)
         self.discard(slot)  # unlinked here; the server keeps its own mapping until unregistered
 
     def invalidate(self) -> None:

@@ -148,9 +148,13 @@ output {{ name: "y" data_type: TYPE_FP32 dims: [ {width} ] }}
 instance_group {{ count: 1 kind: KIND_CPU }}
 """
 
+# Requests beyond the queue's size are refused by a live server (UNAVAILABLE).
+_QUEUE_POLICY = "dynamic_batching {{ default_queue_policy {{ max_queue_size: {size} }} }}\n"
+
 
 def write_sleep_model(
-    repository: Path, name: str = "sleepy", seconds: float = 1.0, width: int = 2
+    repository: Path, name: str = "sleepy", seconds: float = 1.0, width: int = 2,
+    max_queue_size: int | None = None,
 ) -> None:
     """A python-backend model (``x`` -> ``y``, FP32 [width]) that takes ``seconds`` per batch.
 
@@ -158,7 +162,10 @@ def write_sleep_model(
     """
     model_dir = Path(repository) / name
     (model_dir / "1").mkdir(parents=True, exist_ok=True)
-    (model_dir / "config.pbtxt").write_text(_SLEEP_CONFIG.format(name=name, width=width))
+    config = _SLEEP_CONFIG.format(name=name, width=width)
+    if max_queue_size is not None:
+        config += _QUEUE_POLICY.format(size=max_queue_size)
+    (model_dir / "config.pbtxt").write_text(config)
     (model_dir / "1" / "model.py").write_text(_SLEEP_MODEL.format(seconds=float(seconds)))
 
 

@@ -18,6 +18,7 @@ VERSIONED = "tiny_versions"  # gets new versions at run time
 SLEEPY = "sleepy"  # a python-backend model taking SLEEP_S per batch
 SLEEP_S = 0.5
 SLEEPY_WIDE = "sleepy_wide"  # the same, FP32 [16]: one row fills a 64-byte aligned block
+SLEEPY_QUEUE1 = "sleepy_queue1"  # the same, refusing requests beyond one waiting
 WATCH_S = 0.2  # the session server re-syncs its derived repository by itself
 
 
@@ -34,6 +35,7 @@ def source_repo(tmp_path_factory: pytest.TempPathFactory, contract: ModelContrac
     write_tiny_model(repo, tiny_contract(VERSIONED), version=1, seed=1)
     write_sleep_model(repo, SLEEPY, SLEEP_S)
     write_sleep_model(repo, SLEEPY_WIDE, SLEEP_S, width=16)
+    write_sleep_model(repo, SLEEPY_QUEUE1, SLEEP_S, max_queue_size=1)
     return repo
 
 

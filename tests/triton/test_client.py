@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -15,6 +18,7 @@ from orchestrator.triton.client import (
     InferenceTimeout,
     ModelNotReady,
     ModelStatistics,
+    TritonBusy,
     TritonClient,
     TritonUnavailable,
 )
@@ -22,7 +26,7 @@ from orchestrator.triton.launcher import LocalTriton
 from orchestrator.triton.model_contract import ACTION_OUTPUT, STATE_INPUT, ModelContract
 from orchestrator.triton.shm import SHM_DIR
 from tests.support.triton import random_observation
-from tests.triton.conftest import MAIN, SLEEP_S, SLEEPY, SLEEPY_WIDE, SPARE
+from tests.triton.conftest import MAIN, SLEEP_S, SLEEPY, SLEEPY_QUEUE1, SLEEPY_WIDE, SPARE
 
 
 async def statistics_reaching(client: TritonClient, inferences: int) -> ModelStatistics:
@@ -247,3 +251,65 @@ async def test_a_region_removed_from_dev_shm_falls_back_to_plain_grpc(
         np.testing.assert_array_equal(await c.infer(MAIN, obs), expected)
         assert not c.uses_shared_memory
         np.testing.assert_array_equal(await c.infer(MAIN, obs), expected)
+
+
+async def test_the_deadline_bounds_the_whole_request_on_a_frozen_server(
+    triton: LocalTriton,
+) -> None:
+    """A frozen server (SIGSTOP: real) answers nothing. A request that needs a new region
+    (the last one was given up on) must still end at its deadline: one that waited on the
+    control calls' own timeouts would bring back, seconds late, a chunk computed from a
+    stale observation."""
+    x = {"x": np.arange(2, dtype=np.float32)[None]}
+    pid = triton.pid
+    assert pid is not None
+    async with TritonClient(triton.grpc_url, shared_memory=True, control_timeout_s=10) as c:
+        await c.infer(SLEEPY, x, timeout_s=30, output="y")
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(InferenceTimeout):
+                await c.infer(SLEEPY, x, timeout_s=0.5, output="y")
+            began = time.monotonic()
+            with pytest.raises(InferenceTimeout):
+                await c.infer(SLEEPY, x, timeout_s=0.5, output="y")  # a new slot: registers
+            took = time.monotonic() - began
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert took < 0.5 + 1.5, f"a 0.5 s request took {took:.1f} s"  # the contract, not speed
+        np.testing.assert_array_equal(await c.infer(SLEEPY, x, timeout_s=30, output="y"), x["x"])
+
+
+async def test_requests_given_up_on_together_are_cleaned_up_without_failing_the_next(
+    triton: LocalTriton,
+) -> None:
+    x = {"x": np.arange(2, dtype=np.float32)[None]}
+    async with TritonClient(triton.grpc_url, shared_memory=True) as c:
+        late = await asyncio.gather(
+            *(c.infer(SLEEPY, x, timeout_s=0.1, output="y") for _ in range(3)),
+            return_exceptions=True)
+        assert all(isinstance(r, InferenceTimeout) for r in late), late
+        await asyncio.sleep(3 * SLEEP_S)
+        results = await asyncio.gather(
+            *(c.infer(SLEEPY, x, timeout_s=30, output="y") for _ in range(4)),
+            return_exceptions=True)
+        assert all(isinstance(r, np.ndarray) for r in results), results
+
+
+@pytest.mark.parametrize("shared_memory", [False, True])
+async def test_a_request_a_live_server_refuses_leaves_the_others_on_the_channel(
+    triton: LocalTriton, shared_memory: bool
+) -> None:
+    """A full queue is Triton's answer to one request (UNAVAILABLE): the channel every
+    session shares stays up, and another model's request in flight on it completes."""
+    x = {"x": np.arange(2, dtype=np.float32)[None]}
+    async with TritonClient(triton.grpc_url, shared_memory=shared_memory) as c:
+        await c.infer(SLEEPY, x, timeout_s=30, output="y")
+        await c.infer(SLEEPY_QUEUE1, x, timeout_s=30, output="y")
+        generation = c._generation
+        victim = asyncio.create_task(c.infer(SLEEPY, x, timeout_s=30, output="y"))
+        flood = await asyncio.gather(
+            *(c.infer(SLEEPY_QUEUE1, x, timeout_s=30, output="y") for _ in range(4)),
+            return_exceptions=True)
+        assert any(isinstance(r, TritonBusy) for r in flood), flood
+        np.testing.assert_array_equal(await victim, x["x"])
+        assert c._generation == generation
