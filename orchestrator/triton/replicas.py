@@ -1,9 +1,12 @@
 """Several Triton servers serving the same repository (replicas) behind one client.
 
 Each request goes to the preferred replica (a worker picks its own, so workers spread over
-the replicas); a replica that fails to answer is set aside for a short cool-down and the
-request is retried once on the next one, within the same deadline. A replica going away
-costs no session: its requests move to the others, and it is used again once it answers.
+the replicas); a replica that fails to answer is set aside for a cool-down (doubling while
+it keeps failing) and the request is retried once on the next one, within the same deadline.
+With another replica to go to, the first try gets half of that deadline: a replica that hangs
+(accepts, never answers) would otherwise take all of it and leave nothing for the retry. A
+replica going away costs no session: its requests move to the others, and it is used again
+once it answers.
 
 Tensors travel over plain gRPC: shared-memory regions are registered per server, and a
 request may land on any replica.
@@ -51,6 +54,7 @@ class ReplicatedTriton(TritonClient):
         self.preferred = preferred % len(urls)
         self.cooldown_s = cooldown_s
         self._down_until = [0.0] * len(urls)
+        self._failures = [0] * len(urls)  # in a row: the cool-down doubles with each
         self.failovers = 0  # requests answered by another replica than the first tried
 
     def order(self) -> list[int]:
@@ -72,17 +76,20 @@ class ReplicatedTriton(TritonClient):
             left = deadline - time.monotonic()
             if attempt and left <= 0.01 * timeout:
                 raise error
+            budget = left / 2 if attempt + 1 < len(order) else left
             try:
-                result = await replica._call(what, method, *args, timeout_s=left, **kwargs)
+                result = await replica._call(what, method, *args, timeout_s=budget, **kwargs)
             except _RETRYABLE as exc:
                 error = exc
                 if not isinstance(exc, ModelNotReady):
-                    self._down_until[index] = time.monotonic() + self.cooldown_s
+                    self._failures[index] += 1
+                    backoff = self.cooldown_s * 2 ** min(self._failures[index] - 1, 4)
+                    self._down_until[index] = time.monotonic() + backoff
                 if attempt + 1 < len(order):
                     log.warning("Triton replica %s failed (%s); retrying on %s", replica.url,
                                 exc, self.replicas[order[attempt + 1]].url)
                 continue
-            self._down_until[index] = 0.0
+            self._down_until[index], self._failures[index] = 0.0, 0
             if attempt:
                 self.failovers += 1
             return result

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -82,6 +84,33 @@ async def test_a_replica_going_away_costs_no_request(
         assert after.inference_count >= 1
         stats = await client.statistics(contract.name)  # both replicas, added up
         assert stats.inference_count >= after.inference_count + 1
+    finally:
+        await client.close()
+
+
+async def test_a_replica_that_hangs_costs_half_a_deadline_not_the_request(
+    spare_triton: LocalTriton, e2e_triton: LocalTriton, e2e_model: ExportedRepository
+) -> None:
+    """A frozen replica (SIGSTOP: real) keeps its connections and answers nothing, unlike a
+    dead one that refuses them at once: the retry must still have time to run."""
+    if not spare_triton.is_running():
+        spare_triton.start()
+    contract = e2e_model.result.contract
+    obs = random_observation(contract, seed=2)
+    client = ReplicatedTriton([spare_triton.grpc_url, e2e_triton.grpc_url], timeout_s=4.0)
+    pid = spare_triton.pid
+    assert pid is not None
+    try:
+        await client.infer(contract.name, obs)  # connected to both, metadata known
+        await client.replicas[1].infer(contract.name, obs)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await client.infer(contract.name, obs)  # answered by the other replica
+            assert client.failovers == 1
+            await client.infer(contract.name, obs)  # the frozen one cools down: no wait
+            assert client.failovers == 1
+        finally:
+            os.kill(pid, signal.SIGCONT)
     finally:
         await client.close()
 
