@@ -75,6 +75,8 @@ async def health_check(request: Request) -> dict[str, Any]:
 @router.get("/sessions", tags=["Sessions"], response_model=list[SessionStatusResponse])
 async def list_sessions(request: Request) -> list[SessionStatusResponse]:
     manager = _manager(request)
+    if (listing := getattr(manager, "listing", None)) is not None:  # sessions in workers
+        return [SessionStatusResponse(**status) for status in await listing()]
     out = []
     for session in manager.sessions():
         with contextlib.suppress(SessionNotFound):  # deleted while we were listing

@@ -3,12 +3,16 @@ starting the session workers there."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import time
 from typing import Any
 
 import ray
+from ray.exceptions import ActorUnavailableError, RayError
 
 from orchestrator.fleet.worker import SessionWorker, worker_name
+from orchestrator.sessions.errors import DependencyUnavailable
 from orchestrator.settings import Settings
 
 # Ray's raylet starts worker processes at nice 15 (its worker_niceness) unless their runtime
@@ -47,3 +51,23 @@ def spawn_workers(settings: Settings) -> dict[int, Any]:
         ).remote(index, data, settings.ray_namespace)
         for index in range(max(settings.workers, 1))
     }
+
+
+async def call_worker(handle: Any, name: str, method: str, *args: Any, timeout_s: float,
+                      wait_restart_s: float) -> Any:
+    """One actor call, its reply as sent; Ray's failures as 503s saying which worker and
+    why. A worker that is restarting is waited for up to ``wait_restart_s``."""
+    deadline = time.monotonic() + wait_restart_s
+    while True:
+        try:
+            return await asyncio.wait_for(getattr(handle, method).remote(*args), timeout_s)
+        except ActorUnavailableError as exc:
+            if time.monotonic() >= deadline:
+                raise DependencyUnavailable(f"{name} is restarting: {exc}") from exc
+            await asyncio.sleep(0.2)
+        except RayError as exc:
+            raise DependencyUnavailable(
+                f"{name} is unavailable ({type(exc).__name__}): {exc}") from exc
+        except TimeoutError as exc:
+            raise DependencyUnavailable(
+                f"{name} did not answer {method} within {timeout_s:.0f} s") from exc

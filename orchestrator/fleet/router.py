@@ -19,11 +19,16 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import ray
-from ray.exceptions import ActorUnavailableError, RayError
+from ray.exceptions import RayError
 
-from orchestrator.fleet.cluster import connect, spawn_workers
+from orchestrator.fleet.cluster import call_worker, connect, spawn_workers
 from orchestrator.fleet.registry import Registry, SessionRecord
-from orchestrator.fleet.worker import record_error, record_for, worker_name
+from orchestrator.fleet.worker import (
+    record_error,
+    record_for,
+    unavailable_status,
+    worker_name,
+)
 from orchestrator.observability.metrics import Family
 from orchestrator.sessions.errors import (
     DependencyUnavailable,
@@ -161,29 +166,15 @@ class FleetRouter:
         self._require_ray()
         handle = self._workers.get(index)
         if handle is None:  # another API replica runs more workers than this one
-            try:
-                handle = ray.get_actor(worker_name(index), namespace=self.settings.ray_namespace)
+            try:  # a GCS round trip: off the loop
+                handle = await asyncio.to_thread(ray.get_actor, worker_name(index),
+                                                 namespace=self.settings.ray_namespace)
             except ValueError as exc:
                 raise DependencyUnavailable(f"{worker_name(index)} does not exist") from exc
             self._workers[index] = handle
-        deadline = time.monotonic() + RESTARTING_WAIT_S
-        while True:
-            try:
-                reply = await asyncio.wait_for(getattr(handle, method).remote(*args), timeout_s)
-                break
-            except ActorUnavailableError as exc:
-                if not wait_restart or time.monotonic() > deadline:
-                    raise DependencyUnavailable(
-                        f"{worker_name(index)} is restarting: {exc}") from exc
-                await asyncio.sleep(0.2)
-            except RayError as exc:
-                raise DependencyUnavailable(
-                    f"{worker_name(index)} is unavailable ({type(exc).__name__}): {exc}"
-                ) from exc
-            except TimeoutError as exc:
-                raise DependencyUnavailable(
-                    f"{worker_name(index)} did not answer {method} within {timeout_s:.0f} s"
-                ) from exc
+        reply = await call_worker(handle, worker_name(index), method, *args,
+                                  timeout_s=timeout_s, wait_restart_s=RESTARTING_WAIT_S
+                                  if wait_restart else 0.0)
         if isinstance(reply, dict) and "error" in reply:
             raise record_error(reply["error"])
         return reply["ok"] if isinstance(reply, dict) and "ok" in reply else reply
@@ -300,6 +291,22 @@ class FleetRouter:
         record = await self._owner(session_id)
         status: dict[str, Any] = await self._ask(record.owner, "status", session_id)
         return status
+
+    async def listing(self) -> list[dict[str, Any]]:
+        """Every session's status (GET /sessions), asked of their workers at once; one whose
+        worker cannot answer now is listed from its record with the reason."""
+        async def one(record: SessionRecord) -> dict[str, Any] | None:
+            try:
+                return dict(await self._ask(record.owner, "status", record.session_id, False,
+                                            timeout_s=PROBE_TIMEOUT_S, wait_restart=False))
+            except SessionNotFound:
+                return None  # deleted while listing, or not created yet
+            except SessionError as exc:
+                return unavailable_status(record, exc.message)
+
+        records = await self._kv(self.registry.all)
+        listed = await asyncio.gather(*(one(r) for r in records if r.desired != "creating"))
+        return [status for status in listed if status is not None]
 
     async def queue_info(self, session_id: str) -> dict[str, Any]:
         record = await self._owner(session_id)

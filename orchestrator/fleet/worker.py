@@ -84,7 +84,13 @@ class SessionWorker:
         self.manager = SessionManager(own, self.triton)
         self._restoring: dict[str, asyncio.Event] = {}
         self._restore_errors: dict[str, str] = {}
-        self._writes: set[asyncio.Task[None]] = set()
+        self._writes: set[asyncio.Task[Any]] = set()
+        # Registry writes one at a time, in the order they were asked for: each is a read
+        # and a write of the whole record, and a latch must not be overwritten by an older
+        # start's "running".
+        self._write_order = asyncio.Lock()
+        self._stops: set[str] = set()  # stops answered while the session was being restored
+        self._latches: dict[str, int] = {}  # emergency stops seen, per session
         records = await asyncio.to_thread(self.registry.owned_by, index)
         for record in records:
             if record.desired != "creating":  # a create still under way belongs to its caller
@@ -113,22 +119,36 @@ class SessionWorker:
             self._restore_errors[session_id] = exc.message
             log.warning("%s: session %s not restored yet: %s", self.name, session_id, exc.message)
             return
-        if record.latched:
+        # Rejoining takes seconds when the room server is slow: the record may have changed
+        # meanwhile (a stop, a delete), and the fresh one is what the session must become.
+        fresh = await asyncio.to_thread(self.registry.get, session_id)
+        if fresh is None or fresh.owner != self.index:
+            await self.manager.delete(session_id, delete_rooms=fresh is None)
+            self._restored(session_id)
+            return
+        if fresh.latched:
             # Through the rooms' own path: the session latches as it did before.
             latch = session.joints_in.on_emergency_stop
             if latch is not None:
-                latch(record.latch_reason)
-        if record.latched or record.desired == "stopped":
+                latch(fresh.latch_reason)
+        if fresh.latched or fresh.desired == "stopped" or session_id in self._stops:
             if session.state == SessionState.READY:
                 session.state = SessionState.STOPPED
-        elif record.desired == "running":
-            await session.start()
+        elif fresh.desired == "running":
+            try:
+                await session.start()
+            except SessionError as exc:  # e.g. an emergency stop from its room meanwhile
+                log.warning("%s: session %s restored but not started: %s", self.name,
+                            session_id, exc.message)
+            if session_id in self._stops:  # a stop answered while this start was under way
+                await session.stop()
         self._restore_errors.pop(session_id, None)
         self._restored(session_id)
-        log.info("%s: session %s restored (%s%s)", self.name, session_id, record.desired,
-                 ", latched" if record.latched else "")
+        log.info("%s: session %s restored (%s%s)", self.name, session_id, fresh.desired,
+                 ", latched" if fresh.latched else "")
 
     def _restored(self, session_id: str) -> None:
+        self._stops.discard(session_id)
         event = self._restoring.pop(session_id, None)
         if event is not None:
             event.set()
@@ -139,6 +159,8 @@ class SessionWorker:
         if event is None:
             return
         try:
+            if not timeout_s:
+                raise TimeoutError
             await asyncio.wait_for(event.wait(), timeout_s)
         except TimeoutError:
             raise DependencyUnavailable(
@@ -165,22 +187,27 @@ class SessionWorker:
             def chained(reason: str, first: Callable[[str], None] | None = first) -> None:
                 if first is not None:
                     first(reason)
+                self._latches[sid] = self._latches.get(sid, 0) + 1
                 self._write(sid, desired="stopped", latched=True,
                             latch_reason=reason or "no reason given")
 
             client.on_emergency_stop = chained
 
     def _write(self, session_id: str, **changes: Any) -> None:
-        task = asyncio.create_task(asyncio.to_thread(self._update, session_id, changes))
+        task = asyncio.create_task(self._update(session_id, changes))
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    def _update(self, session_id: str, changes: dict[str, Any]) -> None:
-        self.registry.update(session_id, **changes)
+    async def _update(self, session_id: str, changes: dict[str, Any]) -> SessionRecord | None:
+        async with self._write_order:
+            return await asyncio.to_thread(self.registry.update, session_id, **changes)
 
-    async def _desired(self, session_id: str, desired: Desired) -> None:
-        await asyncio.to_thread(self._update, session_id,
-                                {"desired": desired, "latched": False, "latch_reason": ""})
+    async def _desired(self, session_id: str, desired: Desired, clear_latch: bool = True
+                       ) -> None:
+        changes: dict[str, Any] = {"desired": desired}
+        if clear_latch:
+            changes.update(latched=False, latch_reason="")
+        await self._update(session_id, changes)
 
     async def _guard(self, call: Callable[[], Awaitable[Any]]) -> Reply:
         try:
@@ -195,8 +222,15 @@ class SessionWorker:
             rooms = session.rooms()
             # The workspace may have been chosen here: a restart must rejoin that one.
             kept = replace(parsed, workspace_id=rooms.workspace_id).to_dict()
-            await asyncio.to_thread(self._update, parsed.session_id,
-                                    {"desired": "ready", "spec": kept})
+            record = await self._update(parsed.session_id, {"desired": "ready", "spec": kept})
+            if record is None or record.owner != self.index:
+                # The caller gave up on this create (its timeout, a delete meanwhile): the
+                # session would run here unlisted and unreachable.
+                await self.manager.delete(parsed.session_id, delete_rooms=record is None)
+                # (No worker name in the message: the router must not try the next worker.)
+                raise DependencyUnavailable(
+                    f"session {parsed.session_id!r} was deleted or placed elsewhere while it "
+                    "was being created")
             return asdict(rooms)
         return await self._guard(run)
 
@@ -204,6 +238,12 @@ class SessionWorker:
         return await self._transition(session_id, "start", "running")
 
     async def stop(self, session_id: str) -> Reply:
+        if session_id in self._restoring:
+            # The emergency path waits on no restore: the restore reads this and leaves the
+            # session stopped (or stops it, if its start is under way). A latch stays.
+            self._stops.add(session_id)
+            await self._desired(session_id, "stopped", clear_latch=False)
+            return _ok(SessionState.STOPPED.value)
         return await self._transition(session_id, "stop", "stopped")
 
     async def restart(self, session_id: str) -> Reply:
@@ -212,8 +252,12 @@ class SessionWorker:
     async def _transition(self, session_id: str, method: str, desired: Desired) -> Reply:
         async def run() -> str:
             await self._settled(session_id)
+            seen = self._latches.get(session_id, 0)
             session = await getattr(self.manager, method)(session_id)
-            await self._desired(session_id, desired)
+            if self._latches.get(session_id, 0) == seen:
+                # No await between this check and taking the write lock: an emergency stop
+                # from now on is written after this, and its latch stands.
+                await self._desired(session_id, desired)
             return str(session.state.value)
         return await self._guard(run)
 
@@ -221,6 +265,7 @@ class SessionWorker:
         async def run() -> None:
             await self._settled(session_id)
             await self.manager.delete(session_id)
+            self._latches.pop(session_id, None)
         return await self._guard(run)
 
     async def reset(self, session_id: str) -> Reply:
@@ -229,9 +274,9 @@ class SessionWorker:
             await self.manager.reset(session_id)
         return await self._guard(run)
 
-    async def status(self, session_id: str) -> Reply:
+    async def status(self, session_id: str, wait: bool = True) -> Reply:
         async def run() -> dict[str, Any]:
-            await self._settled(session_id)
+            await self._settled(session_id, 10.0 if wait else 0.0)
             status = await self.manager.status(session_id)
             status["stats"]["worker"] = {"name": self.name, "pid": os.getpid(),
                                          "up_s": round(time.time() - self.started_at, 3)}
@@ -244,10 +289,10 @@ class SessionWorker:
             return self.manager.get(session_id).queue_info()
         return await self._guard(run)
 
-    async def list(self) -> dict[str, str]:
+    async def list(self) -> Reply:
         states = {s.session_id: s.state.value for s in self.manager.sessions()}
         states.update({sid: SessionState.INITIALIZING.value for sid in self._restoring})
-        return states
+        return _ok(states)  # wrapped: a session may be called "ok" or "error"
 
     async def health(self) -> dict[str, Any]:
         import ray
@@ -283,3 +328,20 @@ def not_found(session_id: str) -> SessionNotFound:
 def record_for(spec: SessionSpec, owner: int) -> SessionRecord:
     return SessionRecord(session_id=spec.session_id, owner=owner, spec=spec.to_dict(),
                          desired="creating", created_at=time.time())
+
+
+def unavailable_status(record: SessionRecord, reason: str) -> dict[str, Any]:
+    """A session's status, from its record, while its worker cannot say (restarting, being
+    restored): listed as initializing, with the reason, rather than left out."""
+    spec = SessionSpec.from_dict(record.spec)
+    return {
+        "session_id": spec.session_id, "status": SessionState.INITIALIZING.value,
+        "policy_path": spec.policy_path, "policy_type": spec.policy_type,
+        "language_instruction": spec.language_instruction,
+        "camera_names": list(spec.camera_names), "workspace_id": spec.workspace_id or "",
+        "rooms": {"workspace_id": spec.workspace_id or "", "arena_server_url": spec.arena_url},
+        "stats": {"inference_count": 0, "commands_sent": 0, "errors": 0,
+                  "actions_in_queue": 0, "worker": {"name": worker_name(record.owner),
+                                                    "available": False}},
+        "error_message": reason,
+    }

@@ -29,6 +29,7 @@ from orchestrator.triton.client import TritonClient, TritonError
 from orchestrator.triton.model_contract import ModelContract
 
 log = logging.getLogger(__name__)
+STATUS_STATS_TIMEOUT_S = 2.0
 
 
 class SessionManager:
@@ -108,13 +109,15 @@ class SessionManager:
                 raise InvalidSessionRequest(f"session {spec.session_id!r}: {exc}") from exc
             raise
 
-    async def delete(self, session_id: str) -> None:
+    async def delete(self, session_id: str, *, delete_rooms: bool = True) -> None:
+        """Close the session; ``delete_rooms=False`` leaves its rooms to whoever owns it now
+        (a fleet worker dropping a session that moved to another worker)."""
         session = self.get(session_id)
         self._sessions.pop(session_id, None)
         waiting = self._provisioning.pop(session_id, None)
         if waiting is not None:  # the export goes on for others; this session stops waiting
             waiting.cancel()
-        await session.close(delete_rooms=True)
+        await session.close(delete_rooms=delete_rooms)
         log.info("session %s deleted", session_id)
 
     async def close_all(self) -> None:
@@ -155,7 +158,10 @@ class SessionManager:
             return status
         ref = session.binding.policy
         try:
-            stats = await self.triton.statistics(ref.name, ref.version)
+            # A status is polled by pages: a frozen Triton costs it seconds, not the
+            # control calls' timeout.
+            stats = await self.triton.statistics(ref.name, ref.version,
+                                                 timeout_s=STATUS_STATS_TIMEOUT_S)
             status["stats"]["triton"] = {
                 "model": str(ref),
                 "inference_count": stats.inference_count,

@@ -79,7 +79,8 @@ class ModelProvider:
         except ContractError as exc:
             raise InvalidSessionRequest(str(exc)) from exc
         except TritonError as exc:
-            raise DependencyUnavailable(f"Triton could not describe model {name!r}: {exc}") from exc
+            raise DependencyUnavailable(
+                f"Triton at {self.triton.url} could not describe model {name!r}: {exc}") from exc
 
     async def find_served(self, source: Source) -> tuple[PolicyRef, ModelContract] | None:
         """A served model whose recorded provenance is ``source``, if any (newest version)."""
@@ -88,6 +89,9 @@ class ModelProvider:
         except TritonUnavailable as exc:
             raise DependencyUnavailable(
                 f"Triton at {self.triton.url} is unreachable: {exc}") from exc
+        except TritonError as exc:  # a deadline passed (a frozen or overloaded server), ...
+            raise DependencyUnavailable(
+                f"Triton at {self.triton.url} could not list its models: {exc}") from exc
         ready = sorted({name for name, _, state in index if state == "READY"})
         for name in ready:
             try:

@@ -217,10 +217,11 @@ class TritonClient:
         for key in [k for k in self._signatures if k[0] == name]:
             del self._signatures[key]
 
-    async def statistics(self, name: str, version: str = "") -> ModelStatistics:
+    async def statistics(self, name: str, version: str = "", timeout_s: float | None = None
+                         ) -> ModelStatistics:
         response = await self._call(
-            f"statistics of {name!r}", "get_inference_statistics", name, version
-        )
+            f"statistics of {name!r}", "get_inference_statistics", name, version,
+            timeout_s=timeout_s)
         inferences = executions = 0
         sizes: dict[int, int] = {}
         for stats in response.model_stats:

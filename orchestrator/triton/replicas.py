@@ -111,9 +111,10 @@ class ReplicatedTriton(TritonClient):
         if len(errors) == len(results):
             raise errors[0]
 
-    async def statistics(self, name: str, version: str = "") -> ModelStatistics:
-        results = await asyncio.gather(*(r.statistics(name, version) for r in self.replicas),
-                                       return_exceptions=True)
+    async def statistics(self, name: str, version: str = "", timeout_s: float | None = None
+                         ) -> ModelStatistics:
+        results = await asyncio.gather(*(r.statistics(name, version, timeout_s)
+                                         for r in self.replicas), return_exceptions=True)
         found = [r for r in results if isinstance(r, ModelStatistics)]
         if not found:
             error = next(r for r in results if isinstance(r, BaseException))

@@ -4,6 +4,9 @@ create leaves no session, rooms, connections or tasks behind."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -137,3 +140,40 @@ async def test_unreachable_triton_is_503(arena: ArenaServerProcess,
             assert await rest.list_video_rooms(workspace) == []
         health = (await orch.http.get("/health")).json()
         assert health["triton_ready"] is False
+
+
+
+async def test_a_frozen_triton_is_503_for_a_hub_id_too(
+    arena: ArenaServerProcess, e2e_triton: LocalTriton
+) -> None:
+    """A frozen server (SIGSTOP: real) keeps its connection and answers nothing: the deadline
+    passes. A hub id is first looked up among the served models; that lookup's timeout was a
+    500 (the timeout is not an "unreachable"). A status meanwhile answers, saying so, within
+    its own short bound (it waited out the 10 s control timeout)."""
+    if not e2e_triton.is_running():
+        e2e_triton.start()
+    pid = e2e_triton.pid
+    assert pid is not None
+    settings = e2e_settings(e2e_triton).model_copy(update={"triton_timeout_s": 1.0})
+    async with run_orchestrator(settings) as orch:
+        assert (await orch.http.get("/health")).json()["triton_ready"] is True  # connected
+        served = _sid()
+        assert (await orch.http.post("/sessions", json=session_body(served, arena))
+                ).status_code == 200
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            began = time.monotonic()
+            status = await orch.status(served)
+            took = time.monotonic() - began
+            assert status["status"] == "ready"
+            assert "error" in status["stats"]["triton"], status["stats"]["triton"]
+            assert took < 5.0, f"a status took {took:.1f} s"  # the bound, not speed
+            for policy_path in ("someorg/some_act", "tiny_act"):
+                status, detail = await _post(orch, session_body(_sid(), arena,
+                                                                policy_path=policy_path))
+                assert status == 503, (policy_path, detail)
+                assert "Triton" in detail and e2e_triton.grpc_url in detail, detail
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert [s.session_id for s in orch.manager.sessions()] == [served]
+        assert (await orch.http.delete(f"/sessions/{served}")).status_code == 200

@@ -16,21 +16,18 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import pytest
 import ray
 from prometheus_client.parser import text_string_to_metric_families
 
 from orchestrator.fleet.router import FleetRouter
 from orchestrator.fleet.worker import worker_name
-from orchestrator.observability import metrics
 from orchestrator.triton.launcher import LocalTriton
-from tests.e2e.conftest import e2e_settings
 from tests.support.arena import ArenaServerProcess, free_port
-from tests.support.orchestrator import Orchestrator, run_orchestrator, wait_for
+from tests.support.orchestrator import Orchestrator, wait_for
 from tests.support.processes import stop_process
 from tests.support.rooms import robot_for, send_emergency_stop
 
@@ -45,20 +42,6 @@ def body(sid: str, arena: ArenaServerProcess) -> dict[str, Any]:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
-
-
-@pytest.fixture(scope="module")
-async def fleet(e2e_triton: LocalTriton, arena: ArenaServerProcess
-                ) -> AsyncIterator[Orchestrator]:
-    if not e2e_triton.is_running():
-        e2e_triton.start()
-    settings = e2e_settings(e2e_triton, workers=2, worker_max_sessions=3, max_sessions=16,
-                            log_level="WARNING")
-    # This process's collector as a session manager elsewhere in the run may have left it:
-    # the API must install it itself (see test_the_api_process_counts_its_own_collections).
-    metrics.GC_PAUSES.uninstall()
-    async with run_orchestrator(settings, start_timeout_s=120) as orch:  # Ray: seconds
-        yield orch
 
 
 def router(orch: Orchestrator) -> FleetRouter:
