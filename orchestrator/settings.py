@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BlendMode = Literal["crossfade", "ensemble", "replace"]
@@ -22,6 +22,16 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, description="When set, every endpoint but / and /health requires it."
     )
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: object) -> object:
+        # docker-compose passes ORCHESTRATOR_API_KEY through as "" when it is not set: a
+        # blank key would lock every client out (no key can match it).
+        if isinstance(value, str | SecretStr):
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            return None if not text.strip() else value
+        return value
+
     cors_allow_origins: list[str] = Field(
         default_factory=lambda: ["*"],
         description="Origins browser pages may call the API from (CORS); ['*'] = any.",

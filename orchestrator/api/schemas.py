@@ -83,7 +83,10 @@ class CreateSessionRequest(BaseModel):
             session_id=self.session_id,
             policy_path=self.policy_path,
             camera_names=tuple(self.camera_names),
-            arena_url=self.transport_server_url or self.arena_server_url,
+            # Neither URL sent: the orchestrator's own default server (the field's default
+            # is the seed contract's, for the document).
+            arena_url=self.transport_server_url or (
+                self.arena_server_url if "arena_server_url" in self.model_fields_set else ""),
             workspace_id=self.workspace_id,
             policy_type=self.policy_type,
             language_instruction=self.language_instruction,

@@ -27,17 +27,11 @@ from orchestrator.observability.logs import RateLimitedLogger
 from orchestrator.sessions import report
 from orchestrator.sessions.capture import JointReadings, align, observation_state
 from orchestrator.sessions.config import LoopSettings
+from orchestrator.sessions.failures import ERROR_KINDS, StaleObservation, failure_kind
 from orchestrator.sessions.observation import Observation, ObservationBuilder
 from orchestrator.sessions.policy import PolicyRef
 from orchestrator.sessions.scheduler import Outbox, membership, scheduler_for
-from orchestrator.triton.client import (
-    BadInput,
-    InferenceTimeout,
-    ModelNotReady,
-    TritonClient,
-    TritonError,
-    TritonUnavailable,
-)
+from orchestrator.triton.client import TritonClient, TritonError
 from orchestrator.triton.model_contract import ModelContract
 
 log = logging.getLogger(__name__)
@@ -51,10 +45,6 @@ PublishObserver = Callable[[Mapping[str, float], float, bool, "Observation | Non
 class FrameSource(Protocol):
     def latest(self) -> Any: ...  # a Frame with .rgb, .arrived_at, .seq; or None
     def newest_arrival(self) -> float | None: ...  # the newest frame's, not converted yet
-
-
-_ERROR_KINDS = ("triton_unavailable", "model_unavailable", "inference_timeout", "bad_input",
-                "inference_error", "bad_chunk", "tick", "publish")
 
 
 class ControlLoop:
@@ -112,7 +102,7 @@ class ControlLoop:
         # (looked up once: ``labels()`` takes a lock and costs microseconds.)
         self._interventions = {kind: metrics.SAFETY_INTERVENTIONS.labels(session_id, kind)
                                for kind in ("limit", "step", "non_finite")}
-        for kind in _ERROR_KINDS:
+        for kind in ERROR_KINDS:
             metrics.ERRORS.labels(session_id, kind)
         self.crashed: str | None = None  # why the loop task ended by itself, if it did
 
@@ -272,17 +262,33 @@ class ControlLoop:
         if freshness.age is not None:
             m.age = freshness.age
         if decision.request_inference:
-            frames = {c: s.latest() for c, s in self._cameras.items()}
-            state, joints_at = observation_state(
-                self.joint_readings, self.mapper.state(), frames, now, self.mapper.last_update,
-                self._joints_alive(), self.settings)
-            observation = self.builder.snapshot(
-                k, now, state, frames, joints_captured_at=joints_at,
-                camera_latency_s=self.settings.camera_latency_s,
-            )
+            try:
+                observation = self._snapshot(k, now)
+            except Exception as exc:  # e.g. a decoder error no adapter names
+                # The core counts this request as outstanding: it must end (after the
+                # backoff), or no chunk would ever be asked again, not even after a restart.
+                self._record_failure(exc, "observation_error")
+                observation = None
             self._inference = asyncio.create_task(
                 self._infer(observation), name=f"infer-{self.session_id}-{k}"
             )
+
+    def _snapshot(self, k: int, now: float) -> Observation | None:
+        frames = {c: s.latest() for c, s in self._cameras.items()}
+        # The watchdog sees the newest frame's arrival; the newest usable one may be older
+        # (a frame the decoder could not convert leaves the last good one in place).
+        old = sorted(c for c, f in frames.items()
+                     if f is not None and now - f.arrived_at > self.settings.stale_after_s)
+        if old:
+            self._record_failure(
+                StaleObservation(f"the newest usable frame of {old} is older than "
+                                 f"{self.settings.stale_after_s} s"), "stale_frame")
+            return None
+        state, joints_at = observation_state(
+            self.joint_readings, self.mapper.state(), frames, now, self.mapper.last_update,
+            self._joints_alive(), self.settings)
+        return self.builder.snapshot(k, now, state, frames, joints_captured_at=joints_at,
+                                     camera_latency_s=self.settings.camera_latency_s)
 
     def on_joints(self, changed: Mapping[str, float]) -> None:
         """A reading from the joint-input room: only the joints that changed (the server
@@ -370,14 +376,8 @@ class ControlLoop:
                      self.inference_problem)
         self.inference_problem = None
 
-    def _record_failure(self, exc: Exception) -> None:
-        kinds: dict[type[Exception], str] = {
-            TritonUnavailable: "triton_unavailable",
-            ModelNotReady: "model_unavailable",
-            InferenceTimeout: "inference_timeout",
-            BadInput: "bad_input",
-        }
-        kind = next((k for t, k in kinds.items() if isinstance(exc, t)), "inference_error")
+    def _record_failure(self, exc: Exception, kind: str | None = None) -> None:
+        kind = kind or failure_kind(exc)
         self.counters.errors[kind] += 1
         metrics.ERRORS.labels(self.session_id, kind).inc()
         self.inference_problem = f"{kind}: {exc}"

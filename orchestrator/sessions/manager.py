@@ -209,7 +209,8 @@ class SessionManager:
             raise InvalidSessionRequest(
                 f"camera_names must be unique names of letters, digits, '_' or '-': {cameras}"
             )
-        arena_url = check_arena_url(spec.arena_url, s.arena_default_url, s.arena_allowlist)
+        arena_url = check_arena_url(spec.arena_url or s.arena_default_url, s.arena_default_url,
+                                    s.arena_allowlist)
         workspace = spec.workspace_id or str(uuid.uuid4())
         if not workspace.replace("-", "").replace("_", "").isalnum():
             raise InvalidSessionRequest(

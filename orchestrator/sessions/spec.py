@@ -18,7 +18,7 @@ class SessionSpec:
     session_id: str
     policy_path: str
     camera_names: tuple[str, ...] = ("front",)
-    arena_url: str = "http://localhost:8000"
+    arena_url: str = ""  # empty: the orchestrator's ORCHESTRATOR_ARENA_DEFAULT_URL
     workspace_id: str | None = None
     policy_type: str = "act"
     # Accepted for clients that send it; ACT has no language input.

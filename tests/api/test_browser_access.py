@@ -124,3 +124,16 @@ async def test_front_end_bodies_checked_before_anything_is_created(orch: Orchest
         **body, "policy_path": "tiny", "arena_server_url": "http://127.0.0.1:9/api/"})
     assert same.status_code == 503, same.text
     assert (await orch.http.get("/api/sessions")).json() == []
+
+
+async def test_a_blank_api_key_is_no_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker-compose passes ORCHESTRATOR_API_KEY through as "" when the operator sets none:
+    that was a key no request could match, and the front-end was locked out."""
+    for blank in ("", "  "):
+        monkeypatch.setenv("ORCHESTRATOR_API_KEY", blank)
+        assert Settings().api_key is None
+    monkeypatch.setenv("ORCHESTRATOR_API_KEY", KEY)
+    assert Settings().api_key == SecretStr(KEY)
+    async with run_orchestrator(_settings(api_key="")) as orchestrator:
+        response = await orchestrator.http.get("/sessions", headers={"Origin": ORIGIN})
+        assert response.status_code == 200, response.text

@@ -187,3 +187,26 @@ async def test_limits_sessions_cameras_and_session_id_format(
         # Deleting frees the slot.
         assert (await orch.http.post("/sessions", json=body(f"fourth-{tag}"))).status_code == 200
         assert (await orch.http.delete(f"/sessions/fourth-{tag}")).status_code == 200
+
+
+async def test_a_create_without_a_server_url_uses_the_orchestrators_default(
+    e2e_triton: LocalTriton, arena: ArenaServerProcess
+) -> None:
+    """ORCHESTRATOR_ARENA_DEFAULT_URL is where a session goes when its request names no
+    server (docker-compose sets http://arena:8000); the field's documented default is the
+    seed contract's, and it was taken instead, so such a create went to localhost:8000."""
+    settings = e2e_settings(e2e_triton, arena_default_url=arena.base_url)
+    async with run_orchestrator(settings) as orch:
+        sid = f"dflt-{uuid.uuid4().hex[:6]}"
+        response = await orch.http.post("/sessions", json={"session_id": sid,
+                                                           "policy_path": "tiny_act"})
+        assert response.status_code == 200, response.text
+        status = await orch.status(sid)
+        assert status["rooms"]["arena_server_url"] == arena.base_url
+        # Named explicitly, the seed's default is what it says.
+        other = f"dflt-{uuid.uuid4().hex[:6]}"
+        response = await orch.http.post("/sessions", json={
+            "session_id": other, "policy_path": "tiny_act",
+            "arena_server_url": "http://localhost:1"})
+        assert response.status_code == 503 and "localhost:1" in response.json()["detail"]
+        assert (await orch.http.delete(f"/sessions/{sid}")).status_code == 200

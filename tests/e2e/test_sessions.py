@@ -11,6 +11,7 @@ import contextlib
 import errno
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -246,4 +247,64 @@ async def test_an_unexpected_error_in_a_chunk_request_costs_that_request_only(
         chunks = loop.core.stats().chunks
         await wait_for(lambda: loop.core.stats().chunks >= chunks + 3, 30, "chunks after it")
         assert loop.counters.errors["inference_error"] == 1
+    assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_an_observation_that_cannot_be_taken_costs_that_request_only(
+    orchestrator: Orchestrator, arena: ArenaServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Taking the observation fails once with an error no adapter names. Injected: an
+    OSError from the frame conversion, as PyAV raises for some decoder faults, which a
+    well-formed stream does not cause. The request was left outstanding: the session never
+    asked for a chunk again, not even after a restart."""
+    sid = f"snaperr-{uuid.uuid4().hex[:6]}"
+    created = await orchestrator.create_session(**session_body(sid, arena))
+    async with robot_for(created, arena) as robot:
+        assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
+        await wait_for(lambda: len(robot.received) >= 10, 30, "commands")
+        loop = orchestrator.manager.get(sid).loop
+        assert loop is not None
+        camera = loop._cameras["front"]
+        real, failed = camera.latest, []
+
+        def once_failing() -> Any:
+            if not failed:
+                failed.append(True)
+                raise OSError(errno.EIO, "Input/output error")
+            return real()
+
+        monkeypatch.setattr(camera, "latest", once_failing)
+        await wait_for(lambda: bool(failed), 30, "the injected failure")
+        chunks = loop.core.stats().chunks
+        await wait_for(lambda: loop.core.stats().chunks >= chunks + 3, 30, "chunks after it")
+        assert loop.counters.errors["observation_error"] == 1
+    assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_no_chunk_is_asked_from_a_frame_past_the_staleness_limit(
+    orchestrator: Orchestrator, arena: ArenaServerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames keep arriving (the watchdog sees them: fresh) but none can be used, so the
+    last good one stays the newest usable. Injected: the conversion's result, as if every
+    new frame had a pixel format PyAV cannot convert (a producer we cannot make here). The
+    model was asked about that frame for as long as it lasted."""
+    sid = f"stale-{uuid.uuid4().hex[:6]}"
+    created = await orchestrator.create_session(**session_body(sid, arena))
+    async with robot_for(created, arena) as robot:
+        assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
+        await wait_for(lambda: len(robot.received) >= 10, 30, "commands")
+        loop = orchestrator.manager.get(sid).loop
+        assert loop is not None
+        camera = loop._cameras["front"]
+        good = camera.latest()
+        assert good is not None
+        old = replace(good, arrived_at=good.arrived_at - 10 * loop.settings.stale_after_s)
+        monkeypatch.setattr(camera, "latest", lambda: old)
+        await wait_for(lambda: loop.counters.errors["stale_frame"] >= 1, 30, "a refusal")
+        chunks = loop.core.stats().chunks
+        await asyncio.sleep(1.0)
+        assert loop.core.stats().chunks == chunks  # nothing asked from it
+        assert "stale_frame" in (await orchestrator.status(sid))["error_message"]
+        monkeypatch.undo()
+        await wait_for(lambda: loop.core.stats().chunks >= chunks + 3, 30, "chunks again")
     assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
