@@ -200,6 +200,8 @@ def _parse(raw: str | bytes, table: dict[str, type[_Msg]]) -> _Msg | Malformed |
         obj = json.loads(raw)
     except ValueError:
         return Malformed("invalid JSON")
+    except RecursionError:  # nested deeper than the parser's stack: small, but not data
+        return Malformed("JSON nested too deep")
     if not isinstance(obj, dict):
         return Malformed("not a JSON object")
     kind = obj.get("type")

@@ -44,6 +44,8 @@ Role = Literal["producer", "consumer"]
 EmergencyCallback = Callable[[str], None]
 # Distinct joint names a consumer keeps: real arms have a handful; junk must stay bounded.
 MAX_JOINT_NAMES = 256
+# A connection that lasted less than this before dropping counts as a failed join (backoff).
+STABLE_CONNECTION_S = 5.0
 
 
 def unique_participant_id(room_id: str, role: Role) -> str:
@@ -227,12 +229,24 @@ class _RoboticsClient:
                     await asyncio.sleep(random.uniform(0.5, 1.0) * delay)
                     delay = min(delay * 2, self._backoff[1])
                     continue
-                delay = self._backoff[0]
                 self.stats.reconnects += 1
                 logger.info("%s %s re-joined %s", self.role, self.participant_id, self.room_id)
                 self._on_rejoin()
-            await self._pump(self._ws)
+            joined_at = time.monotonic()
+            try:
+                await self._pump(self._ws)
+            except Exception as exc:  # a message no handler expected: re-join, never die
+                logger.exception("%s %s: error in %s's messages", self.role,
+                                 self.participant_id, self.room_id)
+                self.stats.last_error = f"{type(exc).__name__}: {exc}"
             await self._close_ws()
+            if time.monotonic() - joined_at < STABLE_CONNECTION_S:
+                # Joined, then dropped at once (a proxy, an overloaded server): back off, or
+                # this would re-join in a tight loop.
+                await asyncio.sleep(random.uniform(0.5, 1.0) * delay)
+                delay = min(delay * 2, self._backoff[1])
+            else:
+                delay = self._backoff[0]
 
     async def _pump(self, ws: ClientConnection) -> None:
         """Receive until the connection dies; heartbeat when idle; give up when silent."""

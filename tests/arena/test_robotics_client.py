@@ -288,3 +288,68 @@ async def test_stop_cancels_and_awaits_the_background_task(
     await consumer.stop()
     names = {t.get_name() for t in asyncio.all_tasks()}
     assert not any(n.startswith("arena-consumer") for n in names)
+
+
+async def test_a_message_nested_too_deep_is_dropped_and_the_stop_after_it_latches(
+    fake_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """JSON nested deeper than the parser's stack raised RecursionError (no ValueError):
+    the receive loop ended for good, still showing connected, and the emergency stop that
+    followed was never seen."""
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()  # join frame
+        await ws.send(json.dumps({"type": "state_sync", "data": {}}))
+        await ws.send(json.dumps({"type": "joined", "room_id": "r", "role": "consumer"}))
+        deep = "[" * 100_000 + "]" * 100_000  # 200 kB: under the size limit
+        await ws.send('{"type": "emergency_stop", "reason": ' + deep + "}")
+        await ws.send(json.dumps({"type": "emergency_stop", "reason": "after the deep one"}))
+        await ws.wait_closed()
+
+    stops: list[str] = []
+    url = await fake_server(handler)
+    consumer = RoboticsConsumer(url, "w", "r", on_emergency_stop=stops.append)
+    await consumer.start()
+    try:
+        await eventually(lambda: stops == ["after the deep one"], "the stop after it")
+        assert consumer.stats.malformed == 1
+        assert consumer.connected
+    finally:
+        await consumer.stop()
+
+
+async def test_an_error_in_the_receive_loop_costs_one_connection_not_the_client(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error no handler expects inside the receive loop ended it for good: the client
+    showed connected and never delivered another reading. Injected (once, in the parser):
+    the parser's own faults are all caught now, so none can be caused for real; this stands
+    for the next one. The client re-joins instead."""
+    import orchestrator.arena.robotics as robotics
+
+    await rest.create_robotics_room(workspace, "r")
+    real, failed = robotics.parse_robotics, []
+
+    def once_failing(raw: str | bytes) -> object:
+        parsed = real(raw)
+        if not failed and getattr(parsed, "type", None) == "joint_update":
+            failed.append(True)
+            raise RuntimeError("a fault in the receive loop")
+        return parsed
+
+    monkeypatch.setattr(robotics, "parse_robotics", once_failing)
+    seen: list[dict[str, float]] = []
+    consumer = RoboticsConsumer(arena.base_url, workspace, "r", on_joints=seen.append)
+    producer = RoboticsProducer(arena.base_url, workspace, "r")
+    await consumer.start()
+    await producer.start()
+    try:
+        assert await producer.send_joints({"a": 1.0})
+        await eventually(lambda: bool(failed), "the injected fault")
+        await eventually(lambda: consumer.stats.reconnects >= 1 and consumer.connected,
+                         "a re-join")
+        assert await producer.send_joints({"a": 2.0})
+        await eventually(lambda: any(c.get("a") == 2.0 for c in seen), "readings after it")
+        assert "a fault in the receive loop" in (consumer.stats.last_error or "")
+    finally:
+        await producer.stop()
+        await consumer.stop()
