@@ -60,20 +60,33 @@ class JointMapper:
             raise ValueError(f"model joint names must be non-empty and unique, got {names}")
         self.state_names = names
         self.action_names = tuple(action_names) if action_names is not None else names
-        self._lookup: dict[str, int] = {n: i for i, n in enumerate(names)}
+        # Model names (with or without ``.pos``) -> slot; aliases resolve against these only,
+        # so their order does not matter (a robot whose wrists are named the other way round).
+        self._model_index: dict[str, int] = {n: i for i, n in enumerate(names)}
         for i, n in enumerate(names):
-            self._lookup.setdefault(_suffix_twin(n), i)
+            self._model_index.setdefault(_suffix_twin(n), i)
+        self._lookup = dict(self._model_index)  # robot names -> slot
         # Commands go out under the robot's own names: an alias, or the name it reports.
         self._robot_names: list[str | None] = [None] * len(names)
         self._alias_names: list[str | None] = [None] * len(names)
-        for robot_name, model_name in (aliases or {}).items():
-            index = self._lookup.get(model_name)
+        aliases = dict(aliases or {})
+        for robot_name, model_name in aliases.items():
+            index = self._model_index.get(model_name)
             if index is None:
                 raise ValueError(f"alias {robot_name!r} -> {model_name!r}: the model has no "
                                  f"joint {model_name!r}; its joints are {list(names)}")
             self._lookup[robot_name] = index
             if self._alias_names[index] is None:
                 self._alias_names[index] = robot_name
+        for robot_name, model_name in aliases.items():
+            # A robot name that is another model joint's name takes it from that joint: the
+            # joint needs an alias of its own, or its readings and commands would collide.
+            hidden = self._model_index.get(robot_name)
+            if hidden is not None and hidden != self._model_index[model_name] and \
+                    self._alias_names[hidden] is None:
+                raise ValueError(
+                    f"alias {robot_name!r} -> {model_name!r} takes the name of model joint "
+                    f"{names[hidden]!r}, which then has no name of its own: alias it too")
         # Known robot names, for the model joints they stand for (with or without ``.pos``).
         self._known: dict[str, int] = {}
         for robot_name, model_name in KNOWN_ROBOT_NAMES.items():
@@ -128,6 +141,9 @@ class JointMapper:
         self._ready = False
         self._values[:] = 0.0
         self.last_update = None
+        # The robot that reports next may name its joints otherwise: commands follow it.
+        self._robot_names = [None] * len(self.state_names)
+        self._command_names = None
 
     def update(
         self, readings: Mapping[str, object] | Iterable[Mapping[str, object]], stamp: float
@@ -144,8 +160,7 @@ class JointMapper:
             if index is None or not isinstance(name, str):
                 unknown.append(str(name)[:64])
                 continue
-            if (isinstance(value, bool) or not isinstance(value, Real)
-                    or not abs(float(value)) <= MAX_ABS_VALUE):  # also false for NaN
+            if isinstance(value, bool) or not isinstance(value, Real) or not _in_range(value):
                 invalid.append(name)
                 continue
             self._values[index] = float(value)
@@ -167,7 +182,7 @@ class JointMapper:
 
     def robot_name(self, model_name: str) -> str:
         """The name the robot knows ``model_name`` by (alias, else as reported, else as is)."""
-        index = self._lookup.get(model_name)
+        index = self._model_index.get(model_name)
         if index is None:
             return model_name
         return self._alias_names[index] or self._robot_names[index] or model_name
@@ -182,6 +197,13 @@ class JointMapper:
         if names is None:
             names = self._command_names = tuple(self.robot_name(n) for n in self.action_names)
         return dict(zip(names, values.tolist(), strict=True))
+
+
+def _in_range(value: Real) -> bool:
+    try:
+        return abs(float(value)) <= MAX_ABS_VALUE  # also false for NaN
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _entries(items: Iterable[Mapping[str, object]]) -> Iterable[tuple[object, object]]:

@@ -189,3 +189,42 @@ def test_known_names_only_for_the_joints_a_model_has() -> None:
     mapper = JointMapper(["x", "y"])
     result = mapper.update({"Rotation": 1.0, "x": 2.0}, stamp=1.0)
     assert result.unknown == ("Rotation",)
+
+
+def test_a_robot_whose_joint_names_are_the_models_the_other_way_round() -> None:
+    """Aliases that swap two model names resolve against the model's names, whatever their
+    order: both wrists landed in one slot (the session waited for joints for ever) and one
+    wrist's command was dropped."""
+    swap = {"wrist_flex": "wrist_roll", "wrist_roll": "wrist_flex"}
+    for aliases in (swap, dict(reversed(swap.items()))):
+        mapper = JointMapper(SO100, aliases)
+        mapper.update({**{n: 0.0 for n in SO100}, "wrist_flex": 1.0, "wrist_roll": 2.0}, 1.0)
+        assert mapper.ready
+        assert mapper.readings()["wrist_roll"] == 1.0 and mapper.readings()["wrist_flex"] == 2.0
+        command = mapper.to_command(np.arange(6, dtype=np.float64))
+        assert len(command) == 6
+        assert command["wrist_roll"] == 3.0 and command["wrist_flex"] == 4.0  # model order
+
+
+def test_an_alias_that_takes_another_joints_name_is_refused() -> None:
+    """{"a": "b"} on model [a, b, c]: the robot's "a" is model b, and model a has no name
+    left: its readings could not arrive and its command would overwrite b's."""
+    with pytest.raises(ValueError, match="alias 'a' -> 'b' takes the name of model joint 'a'"):
+        JointMapper(["a", "b", "c"], {"a": "b"})
+    JointMapper(["a", "b", "c"], {"a": "b", "z": "a"})  # a keeps a name: accepted
+    JointMapper(["a.pos", "b.pos"], {"a": "a.pos"})  # its own twin: nothing taken
+
+
+def test_after_a_reset_commands_follow_the_names_the_next_robot_reports() -> None:
+    mapper = JointMapper(["shoulder_pan", "gripper"])
+    mapper.update({"Rotation": 5.0, "Jaw": 6.0}, stamp=1.0)
+    assert set(mapper.to_command(np.zeros(2))) == {"Rotation", "Jaw"}
+    mapper.reset()
+    mapper.update({"shoulder_pan.pos": 1.0, "gripper.pos": 2.0}, stamp=2.0)
+    assert set(mapper.to_command(np.zeros(2))) == {"shoulder_pan.pos", "gripper.pos"}
+
+
+def test_an_integer_too_large_for_a_float_is_an_invalid_reading() -> None:
+    mapper = JointMapper(["a", "b"])
+    result = mapper.update({"a": 10**400, "b": 1.0}, stamp=0.0)  # float() raised OverflowError
+    assert result.invalid == ("a",) and result.accepted == 1
