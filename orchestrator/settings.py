@@ -13,12 +13,15 @@ BlendMode = Literal["crossfade", "ensemble", "replace"]
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="ORCHESTRATOR_", env_file=None, extra="ignore", cli_kebab_case=True
+        env_prefix="ORCHESTRATOR_", env_file=None, extra="ignore", cli_kebab_case=True,
+        # inf or nan for a timeout, a gain or a limit boots, then breaks every session (or
+        # every tick) with an error that blames the request: refused at start instead.
+        allow_inf_nan=False,
     )
 
     # HTTP API
     host: str = "127.0.0.1"
-    port: int = 8001
+    port: int = Field(default=8001, ge=1, le=65535)
     api_key: SecretStr | None = Field(
         default=None, description="When set, every endpoint but / and /health requires it."
     )
@@ -134,9 +137,11 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     # Local stack only (`make run`): what to start beside the API.
-    arena_port: int = Field(default=8000, description="Port of the local room server.")
+    arena_port: int = Field(default=8000, ge=1, le=65535,
+                            description="Port of the local room server.")
     local_triton_port_base: int = Field(
-        default=8100, description="Local Triton's HTTP port; gRPC is +1, metrics +2."
+        default=8100, ge=1, le=65533,
+        description="Local Triton's HTTP port; gRPC is +1, metrics +2."
     )
     local_triton_dir: Path = Field(
         default=Path("build/local-triton"), description="Local Triton's derived repository, log."

@@ -157,9 +157,11 @@ async def test_a_frozen_triton_is_503_for_a_hub_id_too(
     settings = e2e_settings(e2e_triton).model_copy(update={"triton_timeout_s": 1.0})
     async with run_orchestrator(settings) as orch:
         assert (await orch.http.get("/health")).json()["triton_ready"] is True  # connected
-        served = _sid()
-        assert (await orch.http.post("/sessions", json=session_body(served, arena))
-                ).status_code == 200
+        sessions = [_sid() for _ in range(4)]
+        for sid in sessions:
+            assert (await orch.http.post("/sessions", json=session_body(sid, arena))
+                    ).status_code == 200
+        served = sessions[0]
         os.kill(pid, signal.SIGSTOP)
         try:
             began = time.monotonic()
@@ -168,6 +170,12 @@ async def test_a_frozen_triton_is_503_for_a_hub_id_too(
             assert status["status"] == "ready"
             assert "error" in status["stats"]["triton"], status["stats"]["triton"]
             assert took < 5.0, f"a status took {took:.1f} s"  # the bound, not speed
+            # The listing asks for all four at once (one after another: 4 x the bound).
+            began = time.monotonic()
+            listed = (await orch.http.get("/sessions")).json()
+            took = time.monotonic() - began
+            assert sorted(s["session_id"] for s in listed) == sorted(sessions)
+            assert took < 5.0, f"the listing took {took:.1f} s"
             for policy_path in ("someorg/some_act", "tiny_act"):
                 status, detail = await _post(orch, session_body(_sid(), arena,
                                                                 policy_path=policy_path))
@@ -175,5 +183,6 @@ async def test_a_frozen_triton_is_503_for_a_hub_id_too(
                 assert "Triton" in detail and e2e_triton.grpc_url in detail, detail
         finally:
             os.kill(pid, signal.SIGCONT)
-        assert [s.session_id for s in orch.manager.sessions()] == [served]
-        assert (await orch.http.delete(f"/sessions/{served}")).status_code == 200
+        assert sorted(s.session_id for s in orch.manager.sessions()) == sorted(sessions)
+        for sid in sessions:
+            assert (await orch.http.delete(f"/sessions/{sid}")).status_code == 200
