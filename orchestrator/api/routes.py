@@ -26,7 +26,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in (
         (404, "Unknown session or model"),
-        (409, "Session exists or transition not allowed"),
+        (409, "Session exists, was deleted while being created, or transition not allowed"),
         (503, "Triton or the Arena server is unreachable"),
     )
 }

@@ -26,7 +26,12 @@ from typing import Any
 from orchestrator.fleet.registry import Desired, Registry, SessionRecord
 from orchestrator.observability.metrics import Family, session_families
 from orchestrator.sessions import errors
-from orchestrator.sessions.errors import DependencyUnavailable, SessionError, SessionNotFound
+from orchestrator.sessions.errors import (
+    CreateAbandoned,
+    DependencyUnavailable,
+    SessionError,
+    SessionNotFound,
+)
 from orchestrator.sessions.manager import SessionManager
 from orchestrator.sessions.session import Session, SessionState
 from orchestrator.sessions.spec import SessionSpec
@@ -227,10 +232,8 @@ class SessionWorker:
                 # The caller gave up on this create (its timeout, a delete meanwhile): the
                 # session would run here unlisted and unreachable.
                 await self.manager.delete(parsed.session_id, delete_rooms=record is None)
-                # (No worker name in the message: the router must not try the next worker.)
-                raise DependencyUnavailable(
-                    f"session {parsed.session_id!r} was deleted or placed elsewhere while it "
-                    "was being created")
+                raise CreateAbandoned(f"session {parsed.session_id!r} was deleted or placed "
+                                      "elsewhere while it was being created")
             return asdict(rooms)
         return await self._guard(run)
 

@@ -43,3 +43,9 @@ class DependencyUnavailable(SessionError):
 
 class InvalidTransition(SessionError):
     status_code = 409
+
+
+class CreateAbandoned(SessionError):
+    """The session was deleted while it was being created: what the create opened is closed."""
+
+    status_code = 409

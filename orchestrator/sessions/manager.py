@@ -14,6 +14,7 @@ from orchestrator.observability.metrics import GC_PAUSES
 from orchestrator.sessions.collector import PACED, freeze_boot_objects, set_full_after
 from orchestrator.sessions.config import ModelBinding, SessionConfig
 from orchestrator.sessions.errors import (
+    CreateAbandoned,
     InvalidSessionRequest,
     SessionExists,
     SessionNotFound,
@@ -38,6 +39,7 @@ class SessionManager:
         self.triton = triton
         self._sessions: dict[str, Session] = {}
         self._pending: set[str] = set()  # ids being created: a second create gets 409
+        self._abandoned: set[str] = set()  # ids deleted while being created
         self._lock = asyncio.Lock()
         self.models = ModelProvider(settings, triton)
         self._provisioning: dict[str, asyncio.Task[None]] = {}  # session id -> its wait
@@ -82,9 +84,13 @@ class SessionManager:
             await session.open(rejoin=rejoin)  # cleans up after itself on failure
             if served is not None:
                 await self._attach(session, spec, *served, rejoin=rejoin)
+            if sid in self._abandoned:  # deleted meanwhile: it must not appear afterwards
+                await session.close(delete_rooms=not rejoin)
+                raise CreateAbandoned(f"session {sid!r} was deleted while it was being created")
             self._sessions[sid] = session
         finally:
             self._pending.discard(sid)
+            self._abandoned.discard(sid)
         if served is None:
             assert source is not None
             self._provisioning[sid] = asyncio.create_task(
@@ -111,7 +117,12 @@ class SessionManager:
 
     async def delete(self, session_id: str, *, delete_rooms: bool = True) -> None:
         """Close the session; ``delete_rooms=False`` leaves its rooms to whoever owns it now
-        (a fleet worker dropping a session that moved to another worker)."""
+        (a fleet worker dropping a session that moved to another worker). One still being
+        created is closed, rooms and all, when its create ends (which then answers 409)."""
+        if session_id in self._pending and session_id not in self._sessions:
+            self._abandoned.add(session_id)
+            log.info("session %s deleted while being created", session_id)
+            return
         session = self.get(session_id)
         self._sessions.pop(session_id, None)
         waiting = self._provisioning.pop(session_id, None)

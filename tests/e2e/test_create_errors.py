@@ -186,3 +186,30 @@ async def test_a_frozen_triton_is_503_for_a_hub_id_too(
         assert sorted(s.session_id for s in orch.manager.sessions()) == sorted(sessions)
         for sid in sessions:
             assert (await orch.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_a_session_deleted_while_it_is_being_created_does_not_appear(
+    orchestrator: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """The delete answered 404 (the id was not created yet), and the session then appeared
+    and stayed. The room server is frozen (SIGSTOP: real) to hold the create in its rooms'
+    calls, and let go within the clients' 5 s timeout."""
+    assert arena.proc is not None
+    sid, workspace = _sid(), uuid.uuid4().hex
+    os.kill(arena.proc.pid, signal.SIGSTOP)
+    try:
+        creating = asyncio.create_task(orchestrator.http.post(
+            "/sessions", json=session_body(sid, arena, workspace_id=workspace)))
+        await asyncio.sleep(1.0)  # past the model check, waiting on the room server
+        deleted = await orchestrator.http.delete(f"/sessions/{sid}")
+    finally:
+        os.kill(arena.proc.pid, signal.SIGCONT)
+    assert deleted.status_code == 200, deleted.text
+    response = await creating
+    assert response.status_code == 409, response.text
+    assert "deleted while it was being created" in response.json()["detail"]
+    assert (await orchestrator.http.get(f"/sessions/{sid}")).status_code == 404
+    assert orchestrator.manager.sessions() == []
+    async with ArenaRest(arena.base_url) as rest:
+        assert await rest.list_robotics_rooms(workspace) == []
+        assert await rest.list_video_rooms(workspace) == []

@@ -98,7 +98,7 @@ async def test_a_session_deleted_while_its_worker_creates_it_is_not_left_there(
         await asyncio.sleep(0.3)  # the worker is in the create by now
         assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
     response = await creating
-    assert response.status_code == 503, response.text
+    assert response.status_code == 409, response.text
     assert "deleted" in response.json()["detail"]
     assert (await fleet.http.get(f"/sessions/{sid}")).status_code == 404
     after = {w: h["sessions"] for w, h in (await fleet.http.get("/health")).json()[
