@@ -19,6 +19,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from orchestrator.api.auth import ApiKeyMiddleware
 from orchestrator.api.console import console_router
+from orchestrator.api.internal_errors import InternalErrors
 from orchestrator.api.prefix import PrefixAlias
 from orchestrator.api.routes import router
 from orchestrator.api.service import SessionService
@@ -97,10 +98,12 @@ def create_app(settings: Settings, triton: TritonClient | None = None) -> FastAP
     )
     app.state.settings = settings
     app.state.log_ring = install_log_ring(settings.log_buffer_size)
-    # Outermost first: CORS (also on 401s and preflights), then /api, then the key.
+    # Outermost first: CORS (also on 401s, 500s and preflights), unexpected errors, /api,
+    # then the key.
     if settings.api_key is not None:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key.get_secret_value())
     app.add_middleware(PrefixAlias)
+    app.add_middleware(InternalErrors)
     any_origin = "*" in settings.cors_allow_origins
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_methods=["*"],
@@ -110,14 +113,6 @@ def create_app(settings: Settings, triton: TritonClient | None = None) -> FastAP
     @app.exception_handler(SessionError)
     async def session_error(_: Request, exc: SessionError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status_code)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            {"detail": f"internal error ({type(exc).__name__}); see /debug/logs"},
-            status_code=500,
-        )
 
     app.include_router(router)
     app.include_router(metrics_router)

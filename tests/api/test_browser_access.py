@@ -137,3 +137,22 @@ async def test_a_blank_api_key_is_no_key(monkeypatch: pytest.MonkeyPatch) -> Non
     async with run_orchestrator(_settings(api_key="")) as orchestrator:
         response = await orchestrator.http.get("/sessions", headers={"Origin": ORIGIN})
         assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("base", ["", "/api"])
+async def test_an_unexpected_error_reaches_the_page_with_its_detail(
+    orch: Orchestrator, monkeypatch: pytest.MonkeyPatch, base: str
+) -> None:
+    """A 500 came without CORS headers (Starlette answers it outside every middleware): the
+    page saw an opaque network error. Injected: a bug in the session listing, as no 500 can
+    be caused here on purpose."""
+    def broken() -> list[object]:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(orch.app.state.manager, "sessions", broken)
+    response = await orch.http.get(f"{base}/sessions", headers={"Origin": ORIGIN})
+    assert response.status_code == 500
+    assert response.headers.get("access-control-allow-origin") in ("*", ORIGIN)
+    assert response.json()["detail"] == "internal error (RuntimeError); see /debug/logs"
+    monkeypatch.undo()
+    assert (await orch.http.get(f"{base}/sessions")).status_code == 200  # the server goes on
