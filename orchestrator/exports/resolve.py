@@ -41,6 +41,10 @@ class SourceError(Exception):
     """A policy source that cannot be used; the message is one line, shown as is."""
 
 
+class HubUnreachable(SourceError):
+    """The hub (or its mirror) did not answer: the source may be fine, try again later."""
+
+
 @dataclass(frozen=True)
 class HubOptions:
     cache_dir: Path
@@ -174,14 +178,15 @@ def fetch_hub(
     except LocalEntryNotFoundError as exc:
         if options.offline:
             raise SourceError(_missing_offline(options, repo_id, what, wanted, folder)) from exc
-        raise SourceError(
+        raise HubUnreachable(
             f"cannot reach the hub for {what} {repo_id}@{wanted} and it is not cached: "
             f"{_one_line(exc)}"
         ) from exc
     except HFValidationError as exc:
         raise SourceError(f"{what} {repo_id!r}: {_one_line(exc)}") from exc
-    except OSError as exc:  # every other hub error (HTTP, disk) is an OSError
-        raise SourceError(f"cannot fetch {what} {repo_id}@{wanted}: {_one_line(exc)}") from exc
+    except OSError as exc:  # every other hub error (HTTP, connection, disk) is an OSError
+        raise HubUnreachable(f"cannot fetch {what} {repo_id}@{wanted}: {_one_line(exc)}"
+                             ) from exc
     return Path(path)
 
 

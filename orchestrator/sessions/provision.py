@@ -16,7 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from orchestrator.exports.resolve import ResolvedCheckpoint, SourceError, resolve_source
+from orchestrator.exports.resolve import (
+    HubUnreachable,
+    ResolvedCheckpoint,
+    SourceError,
+    resolve_source,
+)
 from orchestrator.exports.source import (
     FolderSource,
     HubSource,
@@ -108,6 +113,8 @@ class ModelProvider:
         when offline) and holds an ACT checkpoint."""
         try:
             checkpoint = await asyncio.to_thread(resolve_source, source)
+        except HubUnreachable as exc:  # an outage, not the request: worth a retry
+            raise DependencyUnavailable(f"policy_path {str(source)!r}: {exc}") from exc
         except SourceError as exc:
             raise InvalidSessionRequest(f"policy_path {str(source)!r}: {exc}") from exc
         if checkpoint.policy_type != "act":

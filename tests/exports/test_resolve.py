@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,12 +13,17 @@ import pytest
 
 from orchestrator.exports.resolve import (
     HubOptions,
+    HubUnreachable,
     SourceError,
     resolve_folder,
     resolve_hub,
     resolve_source,
 )
 from orchestrator.exports.source import FolderSource, HubSource, parse_source, source_matches
+from orchestrator.sessions.errors import DependencyUnavailable
+from orchestrator.sessions.provision import ModelProvider
+from orchestrator.settings import Settings
+from orchestrator.triton.client import TritonClient
 from tests.support.hub import add_repo, train_config
 
 ACT_CONFIG = json.dumps(
@@ -177,3 +183,28 @@ def test_online_refusals_are_told_apart(online_hub: str) -> None:
         HubSource("org/policy", "v9")
     )
     assert "org/gated is gated" in _error(HubSource("org/gated", None))
+
+
+@pytest.fixture
+def unreachable_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    return url
+
+
+async def test_a_hub_that_does_not_answer_is_an_outage_not_a_bad_request(
+    unreachable_hub: str,
+) -> None:
+    """It was a 400, which tells a client not to retry a request that was fine."""
+    with pytest.raises(HubUnreachable, match="cannot reach the hub for hub repo org/policy"):
+        resolve_source(HubSource("org/policy", None))
+    settings = Settings(triton_url="127.0.0.1:1")
+    async with TritonClient(settings.triton_url or "") as triton:
+        provider = ModelProvider(settings, triton)
+        with pytest.raises(DependencyUnavailable, match="cannot reach the hub"):
+            await provider.check_source(HubSource("org/policy", None))
