@@ -52,7 +52,20 @@ def _host_port(url: str) -> tuple[str, int | None]:
     except ValueError as exc:
         raise InvalidSessionRequest(
             f"transport_server_url/arena_server_url {url!r} has an invalid port") from exc
-    return parts.hostname.lower(), port
+    # No port written: the scheme's (an allowlist entry host:443 names https://host/...).
+    return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def _allowlist_entry(entry: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]``, ``[v6]:port`` or a bare IPv6 address."""
+    text = entry.strip().lower()
+    with contextlib.suppress(ValueError):
+        return str(ipaddress.ip_address(text.strip("[]"))), None  # an address, no port
+    parts = urlsplit("//" + text)
+    try:
+        return (parts.hostname or text), parts.port
+    except ValueError:  # not a port: match nothing rather than a host of that name
+        return "", None
 
 
 def check_arena_url(url: str, default_url: str, allowlist: list[str]) -> str:
@@ -62,8 +75,8 @@ def check_arena_url(url: str, default_url: str, allowlist: list[str]) -> str:
     host, port = _host_port(url)
     allowed_hosts = {_host_port(default_url)[0], "localhost"}
     for entry in allowlist:
-        entry_host, _, entry_port = entry.lower().partition(":")
-        if not entry_port or (port is not None and entry_port == str(port)):
+        entry_host, entry_port = _allowlist_entry(entry)
+        if entry_host and entry_port in (None, port):
             allowed_hosts.add(entry_host)
     loopback = False
     with contextlib.suppress(ValueError):
