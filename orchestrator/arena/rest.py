@@ -50,6 +50,17 @@ def check_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
+def unique_participant_id(room_id: str, role: str) -> str:
+    """participant_id is global on the server (quirk): make it unique per room, role and run."""
+    return f"{room_id}-{role}-{uuid.uuid4().hex[:8]}"
+
+
+def robotics_ws_url(base_url: str, workspace: str, room_id: str) -> str:
+    base = check_base_url(base_url)
+    scheme = "wss" if base.startswith("https") else "ws"
+    return f"{scheme}{base[base.index(':'):]}/robotics/workspaces/{workspace}/rooms/{room_id}/ws"
+
+
 def _seg(value: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"workspace and room ids must be non-empty strings, got {value!r}")

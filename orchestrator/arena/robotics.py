@@ -15,7 +15,6 @@ import json
 import logging
 import random
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
@@ -35,7 +34,15 @@ from .messages import (
     deliver_emergency_stop,
     parse_robotics,
 )
-from .rest import ArenaError, ArenaRest, ArenaUnavailable, JoinRefused, check_base_url
+from .rest import (
+    ArenaError,
+    ArenaRest,
+    ArenaUnavailable,
+    JoinRefused,
+    check_base_url,
+    robotics_ws_url,
+    unique_participant_id,
+)
 from .stream_clock import url_on_this_host, wall_to_monotonic
 
 logger = logging.getLogger(__name__)
@@ -46,17 +53,6 @@ EmergencyCallback = Callable[[str], None]
 MAX_JOINT_NAMES = 256
 # A connection that lasted less than this before dropping counts as a failed join (backoff).
 STABLE_CONNECTION_S = 5.0
-
-
-def unique_participant_id(room_id: str, role: Role) -> str:
-    """participant_id is global on the server (quirk): make it unique per room, role and run."""
-    return f"{room_id}-{role}-{uuid.uuid4().hex[:8]}"
-
-
-def robotics_ws_url(base_url: str, workspace: str, room_id: str) -> str:
-    base = check_base_url(base_url)
-    scheme = "wss" if base.startswith("https") else "ws"
-    return f"{scheme}{base[base.index(':'):]}/robotics/workspaces/{workspace}/rooms/{room_id}/ws"
 
 
 @dataclass
@@ -114,6 +110,8 @@ class _RoboticsClient:
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._last_rx = 0.0
+        self.joined_at: float | None = None  # monotonic, of the current connection's join
+        self._closing: asyncio.Task[None] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
     @property
@@ -173,7 +171,17 @@ class _RoboticsClient:
             self._fail(f"join failed: {exc!r}")
             raise ArenaUnavailable(f"join of {self.url} failed: {exc!r}") from exc
         self.stats.connected = True
+        self.joined_at = time.monotonic()
         return ws
+
+    def rejoin(self, why: str) -> None:
+        """End the connection (the client then joins again): for a socket the server no
+        longer counts (a room re-created under its id keeps the old sockets open)."""
+        if self._ws is not None and self._task is not None:
+            logger.warning("%s %s: re-joining %s: %s", self.role, self.participant_id,
+                           self.room_id, why)
+            self.stats.last_error = why
+            self._closing = asyncio.get_running_loop().create_task(self._ws.close())
 
     async def _join(self, ws: ClientConnection) -> None:
         await ws.send(json.dumps({"participant_id": self.participant_id, "role": self.role}))

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Protocol
 
 from orchestrator.arena.rest import ArenaRest
 
@@ -28,7 +30,9 @@ class WorkspacePresence:
         self.base_url, self.workspace, self.period_s = base_url, workspace, period_s
         self._rest = ArenaRest(base_url, timeout_s=timeout_s)
         self._producers: dict[str, bool] = {}
+        self._members: dict[str, frozenset[str] | None] = {}  # room -> participant ids
         self._answered = False  # the last poll got an answer
+        self._asked_at = 0.0  # monotonic, when the last answered poll was sent
         self.polls = 0
         self.users = 0
         self._task: asyncio.Task[None] | None = None
@@ -36,6 +40,14 @@ class WorkspacePresence:
     def has_producer(self, room: str) -> bool:
         """False while the server does not answer: the robot is assumed gone."""
         return self._answered and self._producers.get(room, False)
+
+    def registered(self, room: str, participant_id: str, since: float | None) -> bool | None:
+        """Whether the server counts ``participant_id`` in ``room``, by a poll sent after
+        ``since`` (its join); None when no such poll has answered."""
+        if not self._answered or since is None or self._asked_at <= since:
+            return None
+        members = self._members.get(room, frozenset())  # a room not listed: deleted
+        return None if members is None else participant_id in members
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
@@ -53,10 +65,12 @@ class WorkspacePresence:
     async def _run(self) -> None:
         while True:
             try:
+                asked_at = time.monotonic()
                 rooms = await self._rest.list_robotics_rooms(self.workspace)
-                self._producers = {str(r.get("id")): _has_producer(r)
-                                   for r in rooms if isinstance(r, dict)}
-                self._answered = True
+                listed = [r for r in rooms if isinstance(r, dict)]
+                self._producers = {str(r.get("id")): _has_producer(r) for r in listed}
+                self._members = {str(r.get("id")): _members(r) for r in listed}
+                self._answered, self._asked_at = True, asked_at
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # server restarting: assume absent until it answers
@@ -69,6 +83,38 @@ class WorkspacePresence:
 def _has_producer(room: dict[str, Any]) -> bool:
     participants = room.get("participants")
     return isinstance(participants, dict) and bool(participants.get("producer"))
+
+
+def _members(room: dict[str, Any]) -> frozenset[str] | None:
+    """Its participants' ids; None when the listing does not name them (another server's
+    shape: membership is then unknown, never taken for "not registered")."""
+    participants = room.get("participants")
+    consumers = participants.get("consumers") if isinstance(participants, dict) else None
+    if not isinstance(participants, dict) or not isinstance(consumers, list):
+        return None
+    return frozenset(i for i in (participants.get("producer"), *consumers) if isinstance(i, str))
+
+
+class RoomClient(Protocol):
+    """A robotics room client, as far as membership goes."""
+
+    room_id: str
+    participant_id: str
+    joined_at: float | None
+
+    @property
+    def connected(self) -> bool: ...
+    def rejoin(self, why: str) -> None: ...
+
+
+def rejoin_unregistered(board: WorkspacePresence, clients: Iterable[RoomClient]) -> None:
+    """A robotics room re-created under its id (a robot or page making "its" rooms) keeps
+    our sockets open but no longer counts them: joints stop arriving while the robot shows
+    as present. The poll shows whom the server counts: those it does not, join again."""
+    for client in clients:
+        if client.connected and board.registered(
+                client.room_id, client.participant_id, client.joined_at) is False:
+            client.rejoin("no longer registered in its room (re-created?)")
 
 
 _BOARDS: weakref.WeakKeyDictionary[

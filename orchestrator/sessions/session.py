@@ -289,12 +289,15 @@ class Session:
         """The Arena server forwards only joints whose value changed, so a robot standing
         still sends nothing: its last values stay current while it is still connected as
         the joint-input room's producer."""
-        board = self._presence
+        board, joints = self._presence, self.joints_in
         return (board is not None and board.has_producer(self.config.joint_input_room)
-                and self.joints_in.connected)
+                and joints.connected and board.registered(
+                    joints.room_id, joints.participant_id, joints.joined_at) is not False)
 
     async def _watch_video_rooms(self, period_s: float = 1.0) -> None:
         while True:
+            if self._presence is not None:
+                presence.rejoin_unregistered(self._presence, (self.joints_in, self.commands_out))
             try:
                 await self._recreate_video_rooms()
             except asyncio.CancelledError:

@@ -308,3 +308,28 @@ async def test_no_chunk_is_asked_from_a_frame_past_the_staleness_limit(
         monkeypatch.undo()
         await wait_for(lambda: loop.core.stats().chunks >= chunks + 3, 30, "chunks again")
     assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_a_session_rejoins_robotics_rooms_re_created_under_their_ids(
+    orchestrator: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """A robot (or a page) that makes "its" rooms again, under the same ids, replaces them
+    (a quirk of the server): our sockets stay open but are no longer counted. Joints from
+    the robot never arrived again, yet it showed as present, so the session went on
+    commanding from its last reading. It must join again by itself."""
+    sid = f"recreated-{uuid.uuid4().hex[:6]}"
+    created = await orchestrator.create_session(**session_body(sid, arena))
+    session = orchestrator.manager.get(sid)
+    async with robot_for(created, arena) as robot:
+        assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
+        await wait_for(lambda: len(robot.received) >= 10, 30, "commands")
+    async with ArenaRest(arena.base_url) as rest:
+        for room in (created["joint_input_room_id"], created["joint_output_room_id"]):
+            await rest.create_robotics_room(created["workspace_id"], room)  # replaced
+    readings = session.joints_in.stats.readings
+    async with robot_for(created, arena) as robot:
+        await wait_for(lambda: len(robot.received) >= 10, 30, "commands to the new robot")
+        await wait_for(lambda: session.joints_in.stats.readings > readings, 10,
+                       "joints from the new robot")
+    assert session.joints_in.stats.reconnects >= 1 and session.commands_out.stats.reconnects >= 1
+    assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200

@@ -72,3 +72,13 @@ async def test_a_server_that_does_not_answer_means_no_producer(
         assert not board.has_producer("anything")
     finally:
         await presence.release(board)
+
+
+def test_membership_is_unknown_where_a_listing_does_not_name_participants() -> None:
+    """A listing of another shape (counts instead of ids) must never read as "not
+    registered": every session would re-join its rooms every second."""
+    assert presence._members({"participants": {"producer": "p", "consumers": ["c1", "c2"]}}) == {
+        "p", "c1", "c2"}
+    assert presence._members({"participants": {"producer": None, "consumers": []}}) == frozenset()
+    assert presence._members({"participants": {"producer": "p", "consumers": 2}}) is None
+    assert presence._members({"participants": 3}) is None and presence._members({}) is None
