@@ -24,6 +24,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from orchestrator.arena.messages import (
+    EmergencyStop,
     ErrorMessage,
     Ignored,
     Joined,
@@ -46,6 +47,8 @@ Role = Literal["producer", "consumer"]
 
 # Signaling messages are small (an SDP with many candidates is a few kB); the cap bounds memory.
 MAX_MESSAGE_BYTES = 1024 * 1024
+# Signaling messages waiting for their handler; beyond this a room is flooding us.
+MAX_QUEUED_SIGNALS = 256
 
 
 class EndOfCandidates:
@@ -317,6 +320,12 @@ class VideoRoomClient:
         self._room_stats.joined = True
         logger.info("%s %s: joined as %s", self.role, self.room_id, self.participant_id)
         await self._on_joined()
+        # Signaling is handled in order by a task of its own: an offer or a candidate can
+        # take seconds (ICE gathering, an mDNS name to resolve), and an emergency stop read
+        # behind it must not wait for it.
+        queue: asyncio.Queue[VideoMessage] = asyncio.Queue(MAX_QUEUED_SIGNALS)
+        handler = asyncio.create_task(self._handle_queued(queue), name=f"signals-{self.room_id}")
+        handler.add_done_callback(self._on_handler_done)
         try:
             async for raw in ws:
                 msg = parse_video(raw)
@@ -325,10 +334,29 @@ class VideoRoomClient:
                     self._room_stats.malformed += 1
                 elif isinstance(msg, Ignored):
                     self._room_stats.ignored += 1
-                elif not await self._handle(msg):
-                    self._room_stats.malformed += 1
+                elif isinstance(msg, EmergencyStop):
+                    await self._handle(msg)  # at once: latched before anything queued runs
+                elif queue.full():
+                    self._room_stats.malformed += 1  # a flood: dropped, never buffered
+                else:
+                    queue.put_nowait(msg)
         except WebSocketException as exc:
             logger.info("%s %s: socket closed: %r", self.role, self.room_id, exc)
+        finally:
+            handler.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await handler
+
+    def _on_handler_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # a bug: join again
+            logger.error("%s %s: signaling failed", self.role, self.room_id,
+                         exc_info=task.exception())
+            self._rejoin(f"signaling failed: {task.exception()!r}")
+
+    async def _handle_queued(self, queue: asyncio.Queue[VideoMessage]) -> None:
+        while True:
+            if not await self._handle(await queue.get()):
+                self._room_stats.malformed += 1
 
     def _rejoin(self, reason: str) -> None:
         """Drop the socket; the supervisor joins again (a joining consumer gets a new offer)."""
@@ -366,3 +394,5 @@ async def add_candidate(
         await pc.addIceCandidate(None if isinstance(candidate, EndOfCandidates) else candidate)
     except ValueError as exc:  # e.g. a candidate after end-of-candidates
         logger.info("remote candidate rejected: %r", exc)
+    except OSError as exc:  # e.g. aioice's mDNS socket: that candidate only, not the room
+        logger.info("remote candidate unusable: %r", exc)

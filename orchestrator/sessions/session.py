@@ -283,7 +283,9 @@ class Session:
             return
         joints = state.get("joints")
         if isinstance(joints, dict) and joints:
-            self.loop.mapper.update(joints, time.monotonic())
+            # Readings that arrived during the call are newer than the room's answer.
+            newer = self.joints_in.joints
+            self.loop.on_joints({k: v for k, v in joints.items() if k not in newer})
 
     def _robot_publishing(self) -> bool:
         """The Arena server forwards only joints whose value changed, so a robot standing

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+
+import pytest
 
 from orchestrator.arena.rest import ArenaRest
 from orchestrator.arena.video import VideoConsumer
@@ -38,3 +41,39 @@ async def test_emergency_stop_in_a_video_room_calls_back_with_the_reason(
         assert stops[1]  # whatever the server says, a reason is passed on
         assert consumer.stats.emergency_stops == 2
         assert consumer.stats.malformed == 0 and consumer.stats.joined
+
+
+async def test_an_emergency_stop_is_not_held_up_by_slow_signaling(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages were handled one after another, so a stop read behind a slow signal waited
+    for it. Injected: a candidate that takes 2 s, as a browser's unresolvable
+    ``<uuid>.local`` one costs aioice 1 s each (reaching that for real needs a producer
+    that trickles candidates after its offer, which our tools do not)."""
+    room = await rest.create_video_room(workspace, "front")
+    events: list[str] = []
+
+    async def slow_candidate(producer: str, candidate: object) -> None:
+        events.append("candidate begun")
+        await asyncio.sleep(2.0)
+        events.append("candidate done")
+
+    consumer = VideoConsumer(arena.base_url, workspace, room, pid("consumer"),
+                             on_emergency_stop=lambda reason: events.append(f"stop: {reason}"))
+    monkeypatch.setattr(consumer, "_on_candidate", slow_candidate)
+    async with running(consumer):
+        robot = pid("robot")
+        producer, _ = await join(arena.base_url, "video", workspace, room, robot, "producer")
+        operator, _ = await join(arena.base_url, "video", workspace, room, pid("ui"), "consumer")
+        try:
+            await rest.signal(workspace, room, robot, {
+                "type": "ice", "target_consumer": consumer.participant_id, "candidate": {
+                    "candidate": "candidate:1 1 UDP 2122252543 10.0.0.9 50000 typ host",
+                    "sdpMid": "0", "sdpMLineIndex": 0}})
+            await eventually(lambda: "candidate begun" in events, "the slow signal")
+            await operator.send(json.dumps({"type": "emergency_stop", "reason": "now"}))
+            await eventually(lambda: "stop: now" in events, "the stop")
+            assert events == ["candidate begun", "stop: now"]  # not behind the signal
+        finally:
+            await operator.close()
+            await producer.close()

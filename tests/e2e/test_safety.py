@@ -257,3 +257,4 @@ async def test_stale_watchdog_holds_when_the_robot_goes_quiet_and_resumes_by_its
             await asyncio.gather(feeder, return_exceptions=True)
             await producer.stop()
     assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
+
