@@ -215,7 +215,7 @@ class SessionManager:
                 f"camera_names must list 1..{s.max_cameras_per_session} cameras, got {len(cameras)}"
             )
         if len(set(cameras)) != len(cameras) or not all(
-            c and c.replace("_", "").replace("-", "").isalnum() and len(c) <= 64 for c in cameras
+            _plain(c) and len(c) <= 64 for c in cameras
         ):
             raise InvalidSessionRequest(
                 f"camera_names must be unique names of letters, digits, '_' or '-': {cameras}"
@@ -223,7 +223,7 @@ class SessionManager:
         arena_url = check_arena_url(spec.arena_url or s.arena_default_url, s.arena_default_url,
                                     s.arena_allowlist)
         workspace = spec.workspace_id or str(uuid.uuid4())
-        if not workspace.replace("-", "").replace("_", "").isalnum():
+        if not _plain(workspace):
             raise InvalidSessionRequest(
                 f"workspace_id {workspace!r} may hold only letters, digits, '-' and '_'"
             )
@@ -306,3 +306,8 @@ class SessionManager:
         finally:
             stop_watching()
             self._provisioning.pop(session.session_id, None)
+
+
+def _plain(name: str) -> bool:
+    """ASCII letters, digits, '_' and '-' (str.isalnum alone also takes any script's)."""
+    return bool(name) and name.isascii() and name.replace("_", "").replace("-", "").isalnum()

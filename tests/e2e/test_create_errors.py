@@ -213,3 +213,16 @@ async def test_a_session_deleted_while_it_is_being_created_does_not_appear(
     async with ArenaRest(arena.base_url) as rest:
         assert await rest.list_robotics_rooms(workspace) == []
         assert await rest.list_video_rooms(workspace) == []
+
+
+async def test_names_outside_ascii_are_refused_before_anything_is_made(
+    orchestrator: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """str.isalnum takes letters of any script: a workspace "ワーク" went to the room
+    server percent-encoded, and a camera name likewise."""
+    for extra in ({"workspace_id": "ワーク"}, {"workspace_id": "ws١"},
+                  {"camera_names": ["frønt"]}):
+        status, detail = await _post(orchestrator, session_body(_sid(), arena, **extra))
+        assert status == 400, (extra, detail)
+        assert "letters, digits" in detail
+    assert orchestrator.manager.sessions() == []
