@@ -12,6 +12,7 @@ from pathlib import Path
 
 from export.synthetic import make_one_camera_checkpoint
 from orchestrator.arena.rest import ArenaRest
+from orchestrator.triton.client import TritonClient
 from orchestrator.triton.launcher import LocalTriton
 from tests.e2e.conftest import e2e_settings
 from tests.e2e.test_sessions import session_body
@@ -143,6 +144,15 @@ async def test_unreachable_triton_is_503(arena: ArenaServerProcess,
 
 
 
+async def frozen(url: str, within_s: float = 10.0) -> None:
+    """Until a fresh client of the test's own gets no answer: the stop has taken hold. (Once
+    in a CI run, the first request after the SIGSTOP was answered.)"""
+    deadline = time.monotonic() + within_s
+    async with TritonClient(url, control_timeout_s=0.5) as probe:
+        while await probe.is_server_ready(timeout_s=0.5):
+            assert time.monotonic() < deadline, f"Triton at {url} still answers when stopped"
+
+
 async def test_a_frozen_triton_is_503_for_a_hub_id_too(
     arena: ArenaServerProcess, e2e_triton: LocalTriton
 ) -> None:
@@ -164,6 +174,7 @@ async def test_a_frozen_triton_is_503_for_a_hub_id_too(
         served = sessions[0]
         os.kill(pid, signal.SIGSTOP)
         try:
+            await frozen(e2e_triton.grpc_url)
             began = time.monotonic()
             status = await orch.status(served)
             took = time.monotonic() - began
