@@ -256,6 +256,9 @@ class VideoConsumer(VideoRoomClient):
         except TimeoutError:
             self._negotiation_failed(peer, "answering timed out")
             return
+        except OSError as exc:  # the network (gathering, a socket), not the SDP: try again
+            self._negotiation_failed(peer, repr(exc))
+            return
         except Exception as exc:  # aiortc raises assorted types on an SDP it cannot use
             if self._peers.get(peer.producer_id) is not peer:
                 return  # closed meanwhile (a newer offer, the producer left): not the SDP
@@ -303,11 +306,11 @@ class VideoConsumer(VideoRoomClient):
 
     async def _read_track(self, peer: _Peer, track: MediaStreamTrack) -> None:
         why = "ended"
-        first = True
         while True:
             try:
-                # Until the first frame, the connect timeout of _negotiate is in charge.
-                async with asyncio.timeout(None if first else self.stall_timeout_s):
+                # The first frame too: a connection that comes up and never delivers one
+                # (a producer whose camera never started) is rebuilt like a stalled one.
+                async with asyncio.timeout(self.stall_timeout_s):
                     frame = await track.recv()
             except MediaStreamError:
                 break
@@ -317,7 +320,6 @@ class VideoConsumer(VideoRoomClient):
                 why = f"stalled for {self.stall_timeout_s} s"
                 break
             arrived = time.monotonic()
-            first = False
             if not isinstance(frame, av.VideoFrame):
                 continue
             # Overwrite the slot: frames never wait for the caller.

@@ -102,3 +102,22 @@ async def test_rebuilds_after_server_crash(crashable_server: ArenaServerProcess)
         await eventually(lambda: consumer.stats.joined and producer.stats.joined, "re-joined", 30)
         await decoded_frames(consumer, 5)
     assert consumer.stats.reconnects >= 1 and producer.stats.reconnects >= 1
+
+
+async def test_rebuilds_a_connection_that_never_delivers_a_frame(
+    arena: ArenaServerThread, rest: ArenaRest, workspace: str
+) -> None:
+    """The stall timeout began at the first frame: a connection that came up without one
+    (a producer whose camera had not started) was never rebuilt."""
+    room = await rest.create_video_room(workspace, "cam-silent")
+    source = CameraSource(320, 240, fps=30)
+    source.paused = True  # from the start: connected, no frame ever
+    consumer = VideoConsumer(arena.base_url, workspace, room, pid("consumer"),
+                             stall_timeout_s=1.0)
+    producer = CameraProducer(arena.base_url, workspace, room, pid("producer"), source)
+    async with running(consumer, producer):
+        await eventually(lambda: consumer.stats.stalls >= 1, "the silence noticed")
+        await eventually(lambda: consumer.stats.reconnects >= 1, "re-joined")
+        assert consumer.stats.frames == 0
+        source.paused = False
+        await decoded_frames(consumer, 5)
