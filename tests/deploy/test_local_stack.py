@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 
-from tests.support.arena import free_port
+from tests.support.arena import free_port_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,9 @@ def _children_of(pid: int) -> list[psutil.Process]:
 
 def test_run_command_sets_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
     repository = tmp_path / "model_repository"
-    api, arena, triton = free_port(), free_port(), free_port()
+    # API, room server, Triton's three: outside the ephemeral range (see free_port_run).
+    api = free_port_run(5)
+    arena, triton = api + 1, api + 2
     command = [
         sys.executable, "-m", "local_stack", "--demo", "true",
         "--model-repository", str(repository), "--local-triton-dir", str(tmp_path / "triton"),
