@@ -112,6 +112,20 @@ def _write_result(path: Path | None, **result: Any) -> None:
     tmp.replace(path)
 
 
+def _check_writable(path: Path | None, flag: str) -> None:
+    """Fail before the export, not with a traceback after minutes of it."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise ExportError(f"{flag} {path} is a folder")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text("")
+        tmp.unlink()
+    except OSError as exc:
+        raise ExportError(f"cannot write {flag} {path}: {exc.strerror or exc}") from exc
+
+
 def _default_name(source: str) -> str | None:
     from orchestrator.exports.source import default_model_name
 
@@ -132,6 +146,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("torch", "lerobot", "onnxruntime", "onnx", "onnxscript"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     failed = {"ok": False, "version": None, "source": args.checkpoint_dir}
+    try:
+        _check_writable(args.status_json, "--status-json")
+        _check_writable(args.result_json, "--result-json")
+    except ExportError as exc:
+        # Nowhere to write the result to: the message is all there is.
+        _say(f"export: error: {exc}", sys.stderr)
+        return 1
     try:
         exported = export_source(
             args.checkpoint_dir,

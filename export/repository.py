@@ -95,6 +95,13 @@ def choose_version(model_dir: Path, requested: int | None) -> int:
             f"version {requested} of {model_dir.name} already exists in {model_dir.parent}; "
             "an export never overwrites a version (omit --version to add the next one)"
         )
+    if versions and requested < versions[-1]:
+        # The model has one config.pbtxt, written by each export: an older version added
+        # now would describe the served (newest) version with this checkpoint's contract.
+        raise ExportError(
+            f"version {requested} of {model_dir.name} is older than its newest version "
+            f"{versions[-1]}; an export adds a version above the newest (omit --version)"
+        )
     return requested
 
 
@@ -144,9 +151,16 @@ class StagedModel:
                 # Existing model: write the new config beside the old one, add the version
                 # folder, then swap the config with one replace, so Triton reads either the
                 # old or the new config, never half of one.
-                pending = model_dir / f".{CONFIG_NAME}.new"
-                pending.write_text(config_text)
+                # A concurrent export may have added a newer version since this one chose.
+                choose_version(model_dir, version)
+                # A name of its own: two exports into one model must not share a temp file.
+                fd, name = tempfile.mkstemp(prefix=f".{CONFIG_NAME}.", suffix=".new",
+                                            dir=model_dir)
+                pending = Path(name)
                 try:
+                    with os.fdopen(fd, "w") as out:
+                        out.write(config_text)
+                    pending.chmod(0o644)
                     self.version_dir.rename(model_dir / str(version))
                 except OSError:
                     pending.unlink(missing_ok=True)

@@ -81,6 +81,10 @@ CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
     ("bad-joint-count", _no_change, ["--joint-names", "a,b,c"], "gives 3 state names"),
     ("bad-model-name", _no_change, ["--name", "../escape"], "invalid model name"),
     ("parity-failure", _no_change, ["--parity-tolerance", "1e-12"], "parity check failed"),
+    ("unwritable-status-json", _no_change, ["--status-json", "/nonexistent/status.json"],
+     "cannot write --status-json /nonexistent/status.json"),
+    ("result-json-is-a-folder", _no_change, ["--result-json", "/tmp"],
+     "--result-json /tmp is a folder"),
 ]
 
 
@@ -105,6 +109,23 @@ def test_bad_input_fails_cleanly(
     args: list[str | Path] = ["--repository", repo, "--name", exported_repository.name, *extra]
     proc = run_export_cli(ckpt, *args)
     _assert_clean_failure(proc.returncode, proc.stderr, message)
+    assert snapshot_tree(area) == before
+
+
+def test_a_version_below_the_newest_is_refused(
+    exported_repository: ExportedRepository, tmp_path: Path
+) -> None:
+    """The model's one config.pbtxt describes the newest version: exporting an older one
+    would rewrite it from another checkpoint."""
+    area = tmp_path / "area"
+    area.mkdir()
+    repo = clone_repository(exported_repository.repository, area / "model_repository")
+    model = repo / exported_repository.name
+    (model / "1").rename(model / "3")
+    before = snapshot_tree(area)
+    proc = run_export_cli(exported_repository.checkpoint.path, "--repository", repo,
+                          "--name", exported_repository.name, "--version", "2")
+    _assert_clean_failure(proc.returncode, proc.stderr, "older than its newest version 3")
     assert snapshot_tree(area) == before
 
 

@@ -1,0 +1,51 @@
+"""How an export's staged version lands in a model repository (export/repository.py),
+without running an export: the staged files are written by hand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from export.errors import ExportError
+from export.repository import CONFIG_NAME, ONNX_NAME, StagedModel, choose_version
+
+
+def _model(repository: Path, versions: list[int]) -> Path:
+    model = repository / "m"
+    for version in versions:
+        (model / str(version)).mkdir(parents=True)
+        (model / str(version) / ONNX_NAME).write_bytes(b"v%d" % version)
+    (model / CONFIG_NAME).write_text("config of the newest\n")
+    return model
+
+
+def _files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*")}
+
+
+def test_a_commit_adds_the_version_and_swaps_the_config(tmp_path: Path) -> None:
+    model = _model(tmp_path / "repo", [1])
+    with StagedModel(tmp_path / "repo", "m") as staged:
+        version = choose_version(model, None)
+        staged.onnx_path.write_bytes(b"v2")
+        staged.commit("config of 2\n", version)
+    assert (model / CONFIG_NAME).read_text() == "config of 2\n"
+    assert (model / "2" / ONNX_NAME).read_bytes() == b"v2"
+    assert _files(model) == {"1", f"1/{ONNX_NAME}", "2", f"2/{ONNX_NAME}", CONFIG_NAME}
+
+
+def test_a_newer_version_added_meanwhile_refuses_the_commit(tmp_path: Path) -> None:
+    """Two exports into one model: the one that chose first but commits last must not
+    put its config over the newer version's."""
+    model = _model(tmp_path / "repo", [1])
+    with StagedModel(tmp_path / "repo", "m") as staged:
+        version = choose_version(model, None)
+        staged.onnx_path.write_bytes(b"slow")
+        (model / "3").mkdir()  # the other export, done meanwhile
+        (model / "3" / ONNX_NAME).write_bytes(b"v3")
+        before = {p: p.read_bytes() for p in model.rglob("*") if p.is_file()}
+        with pytest.raises(ExportError, match="older than its newest version 3"):
+            staged.commit("config of the slow one\n", version)
+    assert {p: p.read_bytes() for p in model.rglob("*") if p.is_file()} == before
+    assert not (model / str(version)).exists()
