@@ -7,12 +7,15 @@ it like a crash (SIGKILL) and start it again on the same port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import TracebackType
 
 import httpx
@@ -20,10 +23,35 @@ import httpx
 STARTUP_TIMEOUT_S = 30.0
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_port_run(count: int) -> int:
+    """The first of `count` consecutive free loopback ports, for a server to bind later.
+
+    They are taken below the kernel's ephemeral range: a port found with bind(0) is an
+    ephemeral one, which any outgoing connection may take before the server binds it (a
+    CI run failed so: "Socket '127.0.0.1:41136' already in use")."""
+    high = _ephemeral_low() - count
+    for _ in range(200):
+        base = random.randrange(20000, high)
+        with contextlib.ExitStack() as held:
+            try:
+                for port in range(base, base + count):
+                    sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                    sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return base
+    raise RuntimeError(f"no {count} consecutive free ports in 20000-{high}")
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_port_run(1)
 
 
 def wait_healthy(

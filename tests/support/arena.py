@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -18,39 +17,12 @@ from types import TracebackType
 
 import uvicorn
 
-from arena_server.launcher import LocalArenaServer, free_port, wait_healthy
+from arena_server.launcher import LocalArenaServer, free_port, free_port_run, wait_healthy
 from arena_server.server import create_app, uvicorn_config_kwargs
 
 ArenaServerProcess = LocalArenaServer
 __all__ = ["ArenaServerProcess", "ArenaServerThread", "arena_server_process",
            "arena_server_thread", "free_port", "free_port_run", "wait_healthy"]
-
-
-def _ephemeral_low() -> int:
-    try:
-        return int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return 32768
-
-
-def free_port_run(count: int) -> int:
-    """The first of `count` consecutive free loopback ports, for a server given a port base
-    (local Triton: HTTP, gRPC = +1, metrics = +2). They are taken below the kernel's
-    ephemeral range: a port picked with bind(0) is an ephemeral one, and any outgoing
-    connection of a parallel test may take it before the server binds it (a CI run failed
-    so: "Socket '127.0.0.1:41136' already in use")."""
-    high = _ephemeral_low() - count
-    for _ in range(200):
-        base = random.randrange(20000, high)
-        with contextlib.ExitStack() as held:
-            try:
-                for port in range(base, base + count):
-                    sock = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-                    sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return base
-    raise RuntimeError(f"no {count} consecutive free ports in 20000-{high}")
 
 
 class ArenaServerThread:
