@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 
 from orchestrator.arena.rest import ArenaRest, new_workspace
 from orchestrator.arena.robotics import RoboticsConsumer, RoboticsProducer
 from tests.support.arena import ArenaServerProcess
+from tests.support.processes import stopped
 
 from .conftest import eventually
 
@@ -66,16 +65,12 @@ async def test_silent_server_is_detected_by_liveness_timeout() -> None:
                                 liveness_timeout_s=0.5, join_timeout_s=0.5,
                                 reconnect_min_s=0.05, reconnect_max_s=0.2)
     assert server.proc is not None
-    pid = server.proc.pid
     try:
         await consumer.start()
-        os.kill(pid, signal.SIGSTOP)
-        try:
+        with stopped(server.proc.pid):
             await eventually(lambda: not consumer.connected, "liveness timeout")
             assert "liveness" in (consumer.stats.last_error or "") or \
                 consumer.stats.connect_failures > 0
-        finally:
-            os.kill(pid, signal.SIGCONT)
         await eventually(lambda: consumer.connected, "re-joined after thaw", 30)
     finally:
         await consumer.stop()

@@ -4,8 +4,6 @@ create leaves no session, rooms, connections or tasks behind."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -19,6 +17,7 @@ from tests.e2e.test_sessions import session_body
 from tests.support.arena import ArenaServerProcess, free_port
 from tests.support.exports import ExportedRepository
 from tests.support.orchestrator import Orchestrator, run_orchestrator
+from tests.support.processes import stopped
 
 
 def _sid() -> str:
@@ -162,8 +161,6 @@ async def test_a_frozen_triton_is_503_for_a_hub_id_too(
     its own short bound (it waited out the 10 s control timeout)."""
     if not e2e_triton.is_running():
         e2e_triton.start()
-    pid = e2e_triton.pid
-    assert pid is not None
     settings = e2e_settings(e2e_triton).model_copy(update={"triton_timeout_s": 1.0})
     async with run_orchestrator(settings) as orch:
         assert (await orch.http.get("/health")).json()["triton_ready"] is True  # connected
@@ -172,8 +169,7 @@ async def test_a_frozen_triton_is_503_for_a_hub_id_too(
             assert (await orch.http.post("/sessions", json=session_body(sid, arena))
                     ).status_code == 200
         served = sessions[0]
-        os.kill(pid, signal.SIGSTOP)
-        try:
+        with stopped(e2e_triton.pid):
             await frozen(e2e_triton.grpc_url)
             began = time.monotonic()
             status = await orch.status(served)
@@ -192,8 +188,6 @@ async def test_a_frozen_triton_is_503_for_a_hub_id_too(
                                                                 policy_path=policy_path))
                 assert status == 503, (policy_path, detail)
                 assert "Triton" in detail and e2e_triton.grpc_url in detail, detail
-        finally:
-            os.kill(pid, signal.SIGCONT)
         assert sorted(s.session_id for s in orch.manager.sessions()) == sorted(sessions)
         for sid in sessions:
             assert (await orch.http.delete(f"/sessions/{sid}")).status_code == 200
@@ -207,14 +201,11 @@ async def test_a_session_deleted_while_it_is_being_created_does_not_appear(
     calls, and let go within the clients' 5 s timeout."""
     assert arena.proc is not None
     sid, workspace = _sid(), uuid.uuid4().hex
-    os.kill(arena.proc.pid, signal.SIGSTOP)
-    try:
+    with stopped(arena.proc.pid):
         creating = asyncio.create_task(orchestrator.http.post(
             "/sessions", json=session_body(sid, arena, workspace_id=workspace)))
         await asyncio.sleep(1.0)  # past the model check, waiting on the room server
         deleted = await orchestrator.http.delete(f"/sessions/{sid}")
-    finally:
-        os.kill(arena.proc.pid, signal.SIGCONT)
     assert deleted.status_code == 200, deleted.text
     response = await creating
     assert response.status_code == 409, response.text

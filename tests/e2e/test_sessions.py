@@ -21,6 +21,7 @@ import pytest
 from orchestrator.arena.rest import ArenaError, ArenaRest
 from orchestrator.arena.robotics import RoboticsProducer
 from orchestrator.sessions.errors import InvalidTransition
+from orchestrator.sessions.loop import ControlLoop
 from sim_robot.robot import SimRobot
 from tests.support.arena import ArenaServerProcess
 from tests.support.exports import ExportedRepository
@@ -52,6 +53,22 @@ async def robot_for(created: dict[str, Any], arena: ArenaServerProcess, *,
         yield robot
     finally:
         await robot.stop()
+
+
+@contextlib.asynccontextmanager
+async def driven_loop(orchestrator: Orchestrator, arena: ArenaServerProcess, prefix: str
+                      ) -> AsyncIterator[ControlLoop]:
+    """A started session commanding a robot (10 commands seen): its control loop, for a
+    test to inject a fault into. The session is deleted afterwards."""
+    sid = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    created = await orchestrator.create_session(**session_body(sid, arena))
+    async with robot_for(created, arena) as robot:
+        assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
+        await wait_for(lambda: len(robot.received) >= 10, 30, "commands")
+        loop = orchestrator.manager.get(sid).loop
+        assert loop is not None
+        yield loop
+    assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
 
 
 def model_output(onnx_path: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -227,13 +244,7 @@ async def test_an_unexpected_error_in_a_chunk_request_costs_that_request_only(
     /dev/shm when a shared-memory region is made, which cannot be caused here without
     filling the machine's /dev/shm. The session must ask again, not wait for that answer
     for ever while its plan runs out."""
-    sid = f"oserror-{uuid.uuid4().hex[:6]}"
-    created = await orchestrator.create_session(**session_body(sid, arena))
-    async with robot_for(created, arena) as robot:
-        assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
-        await wait_for(lambda: len(robot.received) >= 10, 30, "commands")
-        loop = orchestrator.manager.get(sid).loop
-        assert loop is not None
+    async with driven_loop(orchestrator, arena, "oserror") as loop:
         real, failed = loop._triton.infer, []
 
         async def once_failing(*args: Any, **kwargs: Any) -> Any:
@@ -247,7 +258,6 @@ async def test_an_unexpected_error_in_a_chunk_request_costs_that_request_only(
         chunks = loop.core.stats().chunks
         await wait_for(lambda: loop.core.stats().chunks >= chunks + 3, 30, "chunks after it")
         assert loop.counters.errors["inference_error"] == 1
-    assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
 
 
 async def test_an_observation_that_cannot_be_taken_costs_that_request_only(
@@ -257,13 +267,7 @@ async def test_an_observation_that_cannot_be_taken_costs_that_request_only(
     OSError from the frame conversion, as PyAV raises for some decoder faults, which a
     well-formed stream does not cause. The request was left outstanding: the session never
     asked for a chunk again, not even after a restart."""
-    sid = f"snaperr-{uuid.uuid4().hex[:6]}"
-    created = await orchestrator.create_session(**session_body(sid, arena))
-    async with robot_for(created, arena) as robot:
-        assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
-        await wait_for(lambda: len(robot.received) >= 10, 30, "commands")
-        loop = orchestrator.manager.get(sid).loop
-        assert loop is not None
+    async with driven_loop(orchestrator, arena, "snaperr") as loop:
         camera = loop._cameras["front"]
         real, failed = camera.latest, []
 
@@ -278,7 +282,6 @@ async def test_an_observation_that_cannot_be_taken_costs_that_request_only(
         chunks = loop.core.stats().chunks
         await wait_for(lambda: loop.core.stats().chunks >= chunks + 3, 30, "chunks after it")
         assert loop.counters.errors["observation_error"] == 1
-    assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
 
 
 async def test_no_chunk_is_asked_from_a_frame_past_the_staleness_limit(
@@ -288,13 +291,7 @@ async def test_no_chunk_is_asked_from_a_frame_past_the_staleness_limit(
     last good one stays the newest usable. Injected: the conversion's result, as if every
     new frame had a pixel format PyAV cannot convert (a producer we cannot make here). The
     model was asked about that frame for as long as it lasted."""
-    sid = f"stale-{uuid.uuid4().hex[:6]}"
-    created = await orchestrator.create_session(**session_body(sid, arena))
-    async with robot_for(created, arena) as robot:
-        assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
-        await wait_for(lambda: len(robot.received) >= 10, 30, "commands")
-        loop = orchestrator.manager.get(sid).loop
-        assert loop is not None
+    async with driven_loop(orchestrator, arena, "stale") as loop:
         camera = loop._cameras["front"]
         good = camera.latest()
         assert good is not None
@@ -304,10 +301,9 @@ async def test_no_chunk_is_asked_from_a_frame_past_the_staleness_limit(
         chunks = loop.core.stats().chunks
         await asyncio.sleep(1.0)
         assert loop.core.stats().chunks == chunks  # nothing asked from it
-        assert "stale_frame" in (await orchestrator.status(sid))["error_message"]
+        assert "stale_frame" in (await orchestrator.status(loop.session_id))["error_message"]
         monkeypatch.undo()
         await wait_for(lambda: loop.core.stats().chunks >= chunks + 3, 30, "chunks again")
-    assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
 
 
 async def test_a_session_rejoins_robotics_rooms_re_created_under_their_ids(

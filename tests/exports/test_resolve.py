@@ -160,16 +160,21 @@ class _StandInHub(http.server.BaseHTTPRequestHandler):
         return None
 
 
+def _hub_at(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub online, at `url`, with an empty cache of the test's own."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+
+
 @pytest.fixture
 def online_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StandInHub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("HF_ENDPOINT", url)
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    _hub_at(url, tmp_path, monkeypatch)
     yield url
     server.shutdown()
     server.server_close()
@@ -190,10 +195,7 @@ def unreachable_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    monkeypatch.setenv("HF_ENDPOINT", url)
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    _hub_at(url, tmp_path, monkeypatch)
     return url
 
 

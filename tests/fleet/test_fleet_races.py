@@ -11,7 +11,6 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
 
 import ray
 
@@ -20,16 +19,12 @@ from orchestrator.fleet.worker import worker_name
 from tests.fleet.test_fleet import body, new_id, owner, router
 from tests.support.arena import ArenaServerProcess
 from tests.support.orchestrator import Orchestrator, wait_for
+from tests.support.processes import stopped
 
 
-@contextlib.contextmanager
-def frozen(arena: ArenaServerProcess) -> Iterator[None]:
+def frozen(arena: ArenaServerProcess) -> contextlib.AbstractContextManager[None]:
     assert arena.proc is not None
-    os.kill(arena.proc.pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(arena.proc.pid, signal.SIGCONT)
+    return stopped(arena.proc.pid)
 
 
 async def restoring(fleet: Orchestrator, index: int) -> list[str]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ from tests.e2e.conftest import e2e_settings
 from tests.support.arena import ArenaServerProcess
 from tests.support.exports import ExportedRepository
 from tests.support.orchestrator import run_orchestrator, wait_for
+from tests.support.processes import stopped
 from tests.support.rooms import robot_for
 from tests.support.triton import random_observation
 
@@ -98,19 +97,14 @@ async def test_a_replica_that_hangs_costs_half_a_deadline_not_the_request(
     contract = e2e_model.result.contract
     obs = random_observation(contract, seed=2)
     client = ReplicatedTriton([spare_triton.grpc_url, e2e_triton.grpc_url], timeout_s=4.0)
-    pid = spare_triton.pid
-    assert pid is not None
     try:
         await client.infer(contract.name, obs)  # connected to both, metadata known
         await client.replicas[1].infer(contract.name, obs)
-        os.kill(pid, signal.SIGSTOP)
-        try:
+        with stopped(spare_triton.pid):
             await client.infer(contract.name, obs)  # answered by the other replica
             assert client.failovers == 1
             await client.infer(contract.name, obs)  # the frozen one cools down: no wait
             assert client.failovers == 1
-        finally:
-            os.kill(pid, signal.SIGCONT)
     finally:
         await client.close()
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +23,7 @@ from orchestrator.triton.client import (
 from orchestrator.triton.launcher import LocalTriton
 from orchestrator.triton.model_contract import ACTION_OUTPUT, STATE_INPUT, ModelContract
 from orchestrator.triton.shm import SHM_DIR
+from tests.support.processes import stopped
 from tests.support.triton import random_observation
 from tests.triton.conftest import MAIN, SLEEP_S, SLEEPY, SLEEPY_QUEUE1, SLEEPY_WIDE, SPARE
 
@@ -261,20 +260,15 @@ async def test_the_deadline_bounds_the_whole_request_on_a_frozen_server(
     control calls' own timeouts would bring back, seconds late, a chunk computed from a
     stale observation."""
     x = {"x": np.arange(2, dtype=np.float32)[None]}
-    pid = triton.pid
-    assert pid is not None
     async with TritonClient(triton.grpc_url, shared_memory=True, control_timeout_s=10) as c:
         await c.infer(SLEEPY, x, timeout_s=30, output="y")
-        os.kill(pid, signal.SIGSTOP)
-        try:
+        with stopped(triton.pid):
             with pytest.raises(InferenceTimeout):
                 await c.infer(SLEEPY, x, timeout_s=0.5, output="y")
             began = time.monotonic()
             with pytest.raises(InferenceTimeout):
                 await c.infer(SLEEPY, x, timeout_s=0.5, output="y")  # a new slot: registers
             took = time.monotonic() - began
-        finally:
-            os.kill(pid, signal.SIGCONT)
         assert took < 0.5 + 1.5, f"a 0.5 s request took {took:.1f} s"  # the contract, not speed
         np.testing.assert_array_equal(await c.infer(SLEEPY, x, timeout_s=30, output="y"), x["x"])
 
