@@ -1,5 +1,6 @@
-"""What a session's control loop reports: stats for the status endpoint, the model's
-description, and the plan for the debug endpoint. Read-only views of the loop."""
+"""What a session reports: its control loop's stats for the status endpoint, the model's
+description, the plan for the debug endpoint, and its room connections' counts.
+Read-only views."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from orchestrator.arena.robotics import RoboticsConsumer, RoboticsProducer
+from orchestrator.arena.video import VideoConsumer
 from orchestrator.control.core import ControlCore, TickDecision
 from orchestrator.control.joints import JointMapper
 from orchestrator.control.reasons import Reason
@@ -188,4 +191,26 @@ def queue_info(loop: LoopView) -> dict[str, Any]:
         },
         "joint_state": loop.mapper.readings(),
         "missing_joints": list(loop.mapper.missing),
+    }
+
+
+def connection_stats(joints_in: RoboticsConsumer, commands_out: RoboticsProducer,
+                     cameras: Mapping[str, VideoConsumer]) -> dict[str, Any]:
+    """A session's room connections, for its status: up or not, what they received, and
+    what they dropped: malformed messages (bad JSON, bad fields, too large) or ones of a
+    type we have no use for."""
+    dropped = {"joint_input": joints_in.stats, "joint_output": commands_out.stats}
+    return {
+        "images_received": {c: v.stats.frames for c, v in cameras.items()},
+        "joints_received": joints_in.stats.readings,
+        "connections": {
+            "joint_input": joints_in.connected,
+            "joint_output": commands_out.connected,
+            **{f"camera_{c}": v.stats.connected for c, v in cameras.items()},
+        },
+        "dropped_messages": {
+            **{k: {"malformed": v.malformed, "ignored": v.ignored} for k, v in dropped.items()},
+            **{f"camera_{c}": {"malformed": v.stats.malformed, "ignored": v.stats.ignored}
+               for c, v in cameras.items()},
+        },
     }

@@ -14,7 +14,7 @@ from orchestrator.arena.rest import ArenaError, ArenaRest, ArenaUnavailable
 from orchestrator.arena.robotics import RoboticsConsumer, RoboticsProducer
 from orchestrator.arena.video import VideoConsumer
 from orchestrator.observability import metrics
-from orchestrator.sessions import presence
+from orchestrator.sessions import presence, report
 from orchestrator.sessions.config import ModelBinding, SessionConfig
 from orchestrator.sessions.errors import DependencyUnavailable, InvalidTransition
 from orchestrator.sessions.loop import ControlLoop
@@ -357,21 +357,7 @@ class Session:
                 "text": spec.language_instruction, "used": False,
                 "note": "ACT policies take no language input; the instruction is kept as sent",
             }
-        stats["images_received"] = {c: v.stats.frames for c, v in self.cameras.items()}
-        stats["joints_received"] = self.joints_in.stats.readings
-        stats["connections"] = {
-            "joint_input": self.joints_in.connected,
-            "joint_output": self.commands_out.connected,
-            **{f"camera_{c}": v.stats.connected for c, v in self.cameras.items()},
-        }
-        # Messages from the rooms that were dropped: malformed (bad JSON, bad fields, too
-        # large) or of a type we have no use for.
-        dropped = {"joint_input": self.joints_in.stats, "joint_output": self.commands_out.stats}
-        stats["dropped_messages"] = {
-            **{k: {"malformed": v.malformed, "ignored": v.ignored} for k, v in dropped.items()},
-            **{f"camera_{c}": {"malformed": v.stats.malformed, "ignored": v.stats.ignored}
-               for c, v in self.cameras.items()},
-        }
+        stats.update(report.connection_stats(self.joints_in, self.commands_out, self.cameras))
         initialization = None
         if self.state == SessionState.INITIALIZING:
             initialization = {"step": self.init_step, "policy_path": cfg.policy_path,

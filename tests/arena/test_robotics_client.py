@@ -324,7 +324,7 @@ async def test_an_error_in_the_receive_loop_costs_one_connection_not_the_client(
     showed connected and never delivered another reading. Injected (once, in the parser):
     the parser's own faults are all caught now, so none can be caused for real; this stands
     for the next one. The client re-joins instead."""
-    import orchestrator.arena.robotics as robotics
+    import orchestrator.arena.robotics_connection as robotics
 
     await rest.create_robotics_room(workspace, "r")
     real, failed = robotics.parse_robotics, []

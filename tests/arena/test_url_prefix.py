@@ -7,8 +7,8 @@ import httpx
 import pytest
 
 from arena_server.launcher import LocalArenaServer
-from orchestrator.arena.rest import ArenaRest
-from orchestrator.arena.robotics import RoboticsConsumer, RoboticsProducer, robotics_ws_url
+from orchestrator.arena.rest import ArenaRest, robotics_ws_url
+from orchestrator.arena.robotics import RoboticsConsumer, RoboticsProducer
 from orchestrator.arena.webrtc import http_to_ws, room_path
 from tests.support.orchestrator import wait_for
 
