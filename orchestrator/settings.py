@@ -51,6 +51,14 @@ class Settings(BaseSettings):
         default=False, description="Send tensors through system shared memory (same host only)."
     )
     triton_timeout_s: float = Field(default=2.0, gt=0, description="Per-request inference timeout.")
+    triton_keepalive_s: float = Field(
+        default=0.0, ge=0, le=3600,
+        description="gRPC keepalive: ping Triton this often and drop a connection that stops "
+        "answering (a host gone without closing it); 0: off. The server must allow pings this "
+        "often (Triton: --grpc-keepalive-permit-without-calls=1 "
+        "--grpc-http2-max-pings-without-data=0 --grpc-http2-max-ping-strikes=0), or it "
+        "closes the connection for too many pings.",
+    )
     model_repository: Path = Path("model_repository")
     model_load_timeout_s: float = Field(
         default=120.0, gt=0, description="Wait for Triton to load a model exported on demand."

@@ -66,6 +66,7 @@ def create_app(settings: Settings, triton: TritonClient | None = None) -> FastAP
             settings.triton_url or f"127.0.0.1:{settings.local_triton_port_base + 1}",
             timeout_s=settings.triton_timeout_s,
             shared_memory=settings.triton_shared_memory,
+            keepalive_s=settings.triton_keepalive_s,
         )
         # The API process's own collections (idempotent): with workers, no session manager
         # in this process installs it, and its series would read 0 collections.

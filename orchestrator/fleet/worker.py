@@ -82,9 +82,11 @@ class SessionWorker:
         self.name = worker_name(index)
         self.started_at = time.time()
         self.registry = Registry(namespace)
-        url = self.settings.triton_url or "127.0.0.1:8101"
+        # Unset: the local stack's own server (as the API process finds it).
+        url = self.settings.triton_url or f"127.0.0.1:{self.settings.local_triton_port_base + 1}"
         self.triton = make_triton(url, preferred=index, timeout_s=self.settings.triton_timeout_s,
-                                  shared_memory=self.settings.triton_shared_memory)
+                                  shared_memory=self.settings.triton_shared_memory,
+                                  keepalive_s=self.settings.triton_keepalive_s)
         own = self.settings.model_copy(update={"max_sessions": self.settings.worker_max_sessions})
         self.manager = SessionManager(own, self.triton)
         self._restoring: dict[str, asyncio.Event] = {}

@@ -86,8 +86,10 @@ class TritonClient:
         control_timeout_s: float = 10.0,
         shared_memory: bool | Literal["auto"] = False,
         shm_prefix: str | None = None,
+        keepalive_s: float = 0.0,
     ) -> None:
         self.url = url
+        self.keepalive_s = keepalive_s
         self.timeout_s = timeout_s
         self.control_timeout_s = control_timeout_s
         if shared_memory == "auto":
@@ -110,7 +112,8 @@ class TritonClient:
         if self._closed:
             raise TritonError("the Triton client is closed")
         if self._client is None:
-            self._client = InferenceServerClient(self.url, channel_args=channel_args())
+            self._client = InferenceServerClient(
+                self.url, channel_args=channel_args(self.keepalive_s))
         return self._client
 
     async def _reset(self, generation: int) -> None:

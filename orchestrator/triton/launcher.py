@@ -205,6 +205,11 @@ class LocalTriton:
             f"--http-port={self.http_port}",
             "--grpc-address=127.0.0.1",
             f"--grpc-port={self.grpc_port}",
+            # Clients may ping (ORCHESTRATOR_TRITON_KEEPALIVE_S) idle or not, as often as
+            # they like: by default the server closes a connection for too many pings.
+            "--grpc-keepalive-permit-without-calls=1",
+            "--grpc-http2-max-pings-without-data=0",
+            "--grpc-http2-max-ping-strikes=0",
             "--allow-metrics=true",
             "--allow-gpu-metrics=false",
             "--allow-cpu-metrics=false",

@@ -44,13 +44,14 @@ class ReplicatedTriton(TritonClient):
     """
 
     def __init__(self, urls: list[str], *, preferred: int = 0, timeout_s: float = 1.0,
-                 control_timeout_s: float = 10.0, cooldown_s: float = 2.0) -> None:
+                 control_timeout_s: float = 10.0, cooldown_s: float = 2.0,
+                 keepalive_s: float = 0.0) -> None:
         if not urls:
             raise ValueError("ReplicatedTriton needs at least one URL")
         super().__init__(",".join(urls), timeout_s=timeout_s,
                          control_timeout_s=control_timeout_s, shared_memory=False)
-        self.replicas = [TritonClient(u, timeout_s=timeout_s, control_timeout_s=control_timeout_s)
-                         for u in urls]
+        self.replicas = [TritonClient(u, timeout_s=timeout_s, control_timeout_s=control_timeout_s,
+                                      keepalive_s=keepalive_s) for u in urls]
         self.preferred = preferred % len(urls)
         self.cooldown_s = cooldown_s
         self._down_until = [0.0] * len(urls)
@@ -137,11 +138,13 @@ class ReplicatedTriton(TritonClient):
 
 
 def make_triton(url: str, *, preferred: int = 0, timeout_s: float = 1.0,
-                shared_memory: bool = False) -> TritonClient:
+                shared_memory: bool = False, keepalive_s: float = 0.0) -> TritonClient:
     """One client for ``url``; a comma-separated list gives a :class:`ReplicatedTriton`."""
     urls = parse_urls(url)
     if len(urls) == 1:
-        return TritonClient(urls[0], timeout_s=timeout_s, shared_memory=shared_memory)
+        return TritonClient(urls[0], timeout_s=timeout_s, shared_memory=shared_memory,
+                            keepalive_s=keepalive_s)
     if shared_memory:
         log.warning("Triton shared memory is off with several replicas (%s)", url)
-    return ReplicatedTriton(urls, preferred=preferred, timeout_s=timeout_s)
+    return ReplicatedTriton(urls, preferred=preferred, timeout_s=timeout_s,
+                            keepalive_s=keepalive_s)
