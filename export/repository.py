@@ -54,6 +54,21 @@ def _probe_writable(folder: Path, problem: str) -> None:
     os.unlink(probe)
 
 
+def _staging_parent(repository: Path) -> Path:
+    """Where an export is staged: next to the repository, when a rename can move it in
+    from there; otherwise (a repository that is a mount point, as a container's or a
+    Kubernetes volume is; a parent not ours to write) the system's temp folder, and
+    ``commit`` copies it into the repository before its one rename."""
+    parent = _nearest_existing(repository.parent)
+    if parent.stat().st_dev == _nearest_existing(repository).stat().st_dev:
+        try:
+            _probe_writable(parent, "")
+            return parent
+        except ExportError:
+            pass
+    return Path(tempfile.gettempdir())
+
+
 def check_repository(repository: Path, name: str) -> None:
     """Fail early, before the slow export, if the model could not be written."""
     repository = repository.absolute()
@@ -61,11 +76,6 @@ def check_repository(repository: Path, name: str) -> None:
         _probe_writable(repository, f"cannot write to repository {repository}")
     else:
         _probe_writable(_nearest_existing(repository), f"cannot create repository {repository}")
-    # Staging happens next to the repository (see StagedModel), so that must be writable too.
-    _probe_writable(
-        _nearest_existing(repository.parent),
-        f"cannot stage the export next to repository {repository}",
-    )
     model_dir = repository / name
     if model_dir.exists() and not model_dir.is_dir():
         raise ExportError(f"{model_dir} exists and is not a model folder")
@@ -114,9 +124,8 @@ class StagedModel:
     def __init__(self, repository: Path, name: str) -> None:
         self.repository = repository.absolute()
         self.name = name
-        parent = _nearest_existing(self.repository.parent)
         prefix = f".{self.repository.name}.{name}.staging-"
-        self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=_staging_parent(self.repository)))
         self.version_dir = self.root / "version"
         self.version_dir.mkdir()
 
@@ -146,7 +155,7 @@ class StagedModel:
                 staged_model.mkdir()
                 self.version_dir.rename(staged_model / str(version))
                 (staged_model / CONFIG_NAME).write_text(config_text)
-                staged_model.rename(model_dir)
+                self._move_in(staged_model, model_dir)
             else:
                 # Existing model: write the new config beside the old one, add the version
                 # folder, then swap the config with one replace, so Triton reads either the
@@ -161,17 +170,29 @@ class StagedModel:
                     with os.fdopen(fd, "w") as out:
                         out.write(config_text)
                     pending.chmod(0o644)
-                    self.version_dir.rename(model_dir / str(version))
+                    self._move_in(self.version_dir, model_dir / str(version))
                 except OSError:
                     pending.unlink(missing_ok=True)
                     raise
                 os.replace(pending, model_dir / CONFIG_NAME)
         except OSError as exc:
-            if exc.errno == errno.EXDEV:
-                raise ExportError(
-                    f"cannot move the model into {self.repository} atomically: it is on a "
-                    "different filesystem than its parent folder"
-                ) from exc
             raise ExportError(f"could not write into {self.repository}: {exc}") from exc
         logger.info("wrote %s version %d", model_dir, version)
         return model_dir / str(version)
+
+    def _move_in(self, staged: Path, target: Path) -> None:
+        """One rename puts ``staged`` at ``target``. From another filesystem it is copied
+        into a hidden folder of the repository first (Triton in poll mode may log that
+        folder as a model it cannot load while the copy runs)."""
+        try:
+            staged.rename(target)
+            return
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+        incoming = Path(tempfile.mkdtemp(prefix=".export-incoming-", dir=self.repository))
+        try:
+            shutil.copytree(staged, incoming / "copy")
+            (incoming / "copy").rename(target)
+        finally:
+            shutil.rmtree(incoming, ignore_errors=True)

@@ -3,6 +3,8 @@ without running an export: the staged files are written by hand."""
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from pathlib import Path
 
 import pytest
@@ -49,3 +51,26 @@ def test_a_newer_version_added_meanwhile_refuses_the_commit(tmp_path: Path) -> N
             staged.commit("config of the slow one\n", version)
     assert {p: p.read_bytes() for p in model.rglob("*") if p.is_file()} == before
     assert not (model / str(version)).exists()
+
+
+def test_a_repository_that_is_a_mount_point_gets_its_model(tmp_path: Path) -> None:
+    """A repository mounted into a container (docker-compose's ./model_repository:/models)
+    or from a Kubernetes volume has a parent on another filesystem, where nothing can be
+    renamed in from: every export failed there. /dev/shm stands in for one: a mount point
+    on every Linux machine."""
+    repository = Path("/dev/shm")
+    assert repository.stat().st_dev != repository.parent.stat().st_dev, "not a mount point"
+    name = f"export-test-{uuid.uuid4().hex[:8]}"
+    model = repository / name
+    try:
+        for version in (1, 2):
+            with StagedModel(repository, name) as staged:
+                assert not staged.root.is_relative_to(repository.parent)  # not in /dev
+                staged.onnx_path.write_bytes(b"v%d" % version)
+                staged.commit(f"config of {version}\n", choose_version(model, None))
+            assert not staged.root.exists()
+        assert (model / CONFIG_NAME).read_text() == "config of 2\n"
+        assert [(model / str(v) / ONNX_NAME).read_bytes() for v in (1, 2)] == [b"v1", b"v2"]
+        assert not list(repository.glob(".export-incoming-*"))
+    finally:
+        shutil.rmtree(model, ignore_errors=True)
