@@ -23,6 +23,10 @@ import httpx
 STARTUP_TIMEOUT_S = 30.0
 
 
+class ArenaStartError(RuntimeError):
+    """The room server could not be started (its port taken, an early exit)."""
+
+
 def _ephemeral_low() -> int:
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
@@ -62,7 +66,8 @@ def wait_healthy(
     last: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"arena server exited with code {proc.returncode} on startup")
+            raise ArenaStartError(
+                f"arena server exited with code {proc.returncode} on startup")
         try:
             r = httpx.get(f"{base_url}/health", timeout=1.0)
             if r.status_code == 200:
@@ -92,6 +97,15 @@ class LocalArenaServer:
 
     def start(self) -> LocalArenaServer:
         assert self.proc is None, "already running"
+        # Another server already there would answer the health check for ours.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((self.host, self.port))
+            except OSError as exc:
+                raise ArenaStartError(
+                    f"cannot start the room server on {self.host}:{self.port}: "
+                    f"{exc.strerror or exc}") from exc
         cmd = [sys.executable, "-m", "arena_server", "--host", self.host,
                "--port", str(self.port), "--log-level", self.log_level,
                *(("--prefix", self.prefix) if self.prefix else ())]

@@ -34,7 +34,7 @@ def _line(stats: dict[str, Any], rate: float, batch: float | None) -> str:
 
 async def run_demo(settings: Settings, model: str, stop: asyncio.Event) -> None:
     api = f"http://{settings.host}:{settings.port}"
-    arena = f"http://127.0.0.1:{settings.arena_port}"
+    arena = settings.arena_default_url
     headers = {"X-API-Key": settings.api_key.get_secret_value()} if settings.api_key else {}
     async with (
         httpx.AsyncClient(base_url=api, headers=headers, timeout=30) as http,

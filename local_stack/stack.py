@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from arena_server.launcher import LocalArenaServer
+from arena_server.launcher import ArenaStartError, LocalArenaServer
 from orchestrator.api.app import create_app
 from orchestrator.settings import Settings, settings_from_cli
-from orchestrator.triton.launcher import LocalTriton
+from orchestrator.triton.launcher import LauncherError, LocalTriton
 from orchestrator.triton.model_contract import parse_config
 
 log = logging.getLogger("local_stack.stack")
@@ -98,7 +98,8 @@ async def local_arena(settings: Settings) -> AsyncIterator[None]:
     if not settings.start_arena:
         yield
         return
-    server = LocalArenaServer(port=settings.arena_port)
+    # On the API's host: pages and robots on other machines reach it as they reach the API.
+    server = LocalArenaServer(port=settings.arena_port, host=settings.host)
     await server.astart()
     log.info("local room server ready on %s", server.base_url)
     try:
@@ -146,7 +147,7 @@ def banner(settings: Settings, models: list[str]) -> str:
         f"  curl -s -X POST {api}/sessions -H 'Content-Type: application/json'{key} \\\n"
         f"    -d '{{\"session_id\": \"robot1\", \"policy_path\": \"{model}\", "
         f"\"camera_names\": {cameras}, \"arena_server_url\": "
-        f"\"http://127.0.0.1:{settings.arena_port}\"}}'\n"
+        f"\"{settings.arena_default_url}\"}}'\n"
         f"  curl -s -X POST {api}/sessions/robot1/start{' ' + key.strip() if key else ''}\n"
     )
 
@@ -155,14 +156,17 @@ async def run_stack(settings: Settings, stop: asyncio.Event) -> None:
     models = await asyncio.to_thread(ensure_model, settings.model_repository)
     async with (local_triton(settings) as triton_url, local_arena(settings),
                 export_worker(settings) as jobs):
-        app_settings = settings.model_copy(update={"triton_url": triton_url,
-                                                   "export_jobs_dir": jobs})
+        update: dict[str, object] = {"triton_url": triton_url, "export_jobs_dir": jobs}
+        if settings.start_arena and "arena_default_url" not in settings.model_fields_set:
+            # A create that names no server goes to the one started here.
+            update["arena_default_url"] = f"http://127.0.0.1:{settings.arena_port}"
+        app_settings = settings.model_copy(update=update)
         server = QuietServer(uvicorn.Config(create_app(app_settings), host=settings.host,
                                         port=settings.port, log_level="warning"))
         serving = asyncio.create_task(server.serve(), name="api")
         try:
             await _wait_http(f"http://{settings.host}:{settings.port}/health", 30, "API")
-            print(banner(settings, models), flush=True)  # noqa: T201 - the CLI's output
+            print(banner(app_settings, models), flush=True)  # noqa: T201 - the CLI's output
             if settings.demo:
                 from local_stack.demo import run_demo
 
@@ -188,7 +192,12 @@ def main(argv: list[str] | None = None) -> None:
             loop.add_signal_handler(sig, stop.set)
         await run_stack(settings, stop)
 
-    asyncio.run(_main())
+    try:
+        asyncio.run(_main())
+    except (ArenaStartError, LauncherError) as exc:
+        # A port taken, a server that would not start: the reason, not a traceback.
+        log.error("%s", exc)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

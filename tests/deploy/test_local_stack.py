@@ -5,17 +5,21 @@ cleanly on Ctrl-C (SIGINT) with no process left behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import psutil
 
 from tests.support.arena import free_port_run
+from tests.support.triton import tiny_contract, write_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,6 +29,40 @@ def _children_of(pid: int) -> list[psutil.Process]:
         return psutil.Process(pid).children(recursive=True)
     except psutil.NoSuchProcess:
         return []
+
+
+def _create_without_a_server_url(output: str, api: int, arena: int) -> None:
+    """The banner's create, less its arena_server_url: it goes to the room server the stack
+    started (on --arena-port), not to the default's port 8000."""
+    body = json.loads(re.search(r"-d '(\{.*\})'", output).group(1))  # type: ignore[union-attr]
+    del body["arena_server_url"]
+    body["session_id"] = "no-server-url"
+    base = f"http://127.0.0.1:{api}"
+    created = httpx.post(f"{base}/sessions", json=body, timeout=30)
+    assert created.status_code == 200, created.text
+    status = httpx.get(f"{base}/sessions/no-server-url", timeout=30).json()
+    assert status["rooms"]["arena_server_url"] == f"http://127.0.0.1:{arena}"
+    assert httpx.delete(f"{base}/sessions/no-server-url", timeout=30).status_code == 200
+
+
+def test_a_taken_room_server_port_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """Another server on --arena-port answered the stack's health check for its own room
+    server, and the stack ran against it; a port taken by anything else was a traceback."""
+    repository = tmp_path / "model_repository"
+    write_tiny_model(repository, tiny_contract("tiny_act", cameras=("front",)))
+    api = free_port_run(2)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("127.0.0.1", api + 1))
+        taken.listen()
+        proc = subprocess.run(
+            [sys.executable, "-m", "local_stack", "--model-repository", str(repository),
+             "--triton-url", "127.0.0.1:1", "--port", str(api), "--arena-port", str(api + 1),
+             "--export-jobs-dir", str(tmp_path / "jobs")],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert f"cannot start the room server on 127.0.0.1:{api + 1}" in proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
 def test_run_command_sets_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
@@ -57,6 +95,7 @@ def test_run_command_sets_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
                 if len(rates) >= 3:
                     break
             assert time.monotonic() < deadline, "no live figures within 240 s"
+        _create_without_a_server_url("".join(lines), api, arena)
         tree = _children_of(proc.pid)
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
