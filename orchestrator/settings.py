@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BlendMode = Literal["crossfade", "ensemble", "replace"]
+# A list from the environment: JSON (["a", "b"]) or comma-separated (a,b).
+Names = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -25,6 +28,18 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, description="When set, every endpoint but / and /health requires it."
     )
+    @field_validator("cors_allow_origins", "arena_allowlist", mode="before")
+    @classmethod
+    def _json_or_commas(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        if value.lstrip().startswith("["):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not a JSON list ({exc.msg}): {value!r}") from exc
+        return [item.strip() for item in value.split(",") if item.strip()]
+
     @field_validator("api_key", mode="before")
     @classmethod
     def _blank_key_is_no_key(cls, value: object) -> object:
@@ -35,7 +50,7 @@ class Settings(BaseSettings):
             return None if not text.strip() else value
         return value
 
-    cors_allow_origins: list[str] = Field(
+    cors_allow_origins: Names = Field(
         default_factory=lambda: ["*"],
         description="Origins browser pages may call the API from (CORS); ['*'] = any.",
     )
@@ -74,7 +89,7 @@ class Settings(BaseSettings):
 
     # Arena
     arena_default_url: str = "http://localhost:8000"
-    arena_allowlist: list[str] = Field(
+    arena_allowlist: Names = Field(
         default_factory=list,
         description="Extra hosts (host or host:port) sessions may connect to; loopback and the "
         "default server's host are always allowed.",

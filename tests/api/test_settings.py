@@ -32,3 +32,24 @@ def test_the_orchestrator_does_not_start_with_one() -> None:
                           text=True, timeout=60)
     assert done.returncode != 0
     assert "latency_prior_s" in done.stderr and "finite" in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize(("value", "hosts"), [
+    ("myhost.example", ["myhost.example"]),  # was a JSON parse error: the orchestrator died
+    ("a.example, b.example:8000", ["a.example", "b.example:8000"]),
+    ('["a.example", "[::1]:9000"]', ["a.example", "[::1]:9000"]),
+    ("", []),
+])
+def test_host_lists_take_json_or_commas(
+    monkeypatch: pytest.MonkeyPatch, value: str, hosts: list[str]
+) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_ARENA_ALLOWLIST", value)
+    monkeypatch.setenv("ORCHESTRATOR_CORS_ALLOW_ORIGINS", value)
+    settings = Settings()
+    assert settings.arena_allowlist == hosts and settings.cors_allow_origins == hosts
+
+
+def test_a_broken_json_list_is_refused_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ORCHESTRATOR_ARENA_ALLOWLIST", '["a.example",')
+    with pytest.raises(ValidationError, match="arena_allowlist"):
+        Settings()
