@@ -20,14 +20,14 @@ setup: $(VENV)/.stamp $(TRITON_VENV)/.stamp $(ORT_VENV)/.stamp
 
 $(VENV)/.stamp: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found (set PYTHON=)"; exit 1; }
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@test -x $(VENV)/bin/pip || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_FLAGS) --upgrade pip
 	$(PY) -m pip install $(PIP_FLAGS) -e '.[export,dev]'
 	@touch $@
 
 $(TRITON_VENV)/.stamp: orchestrator/triton/server-requirements.txt
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found (set PYTHON=)"; exit 1; }
-	@test -x $(TRITON_VENV)/bin/python || $(PYTHON) -m venv $(TRITON_VENV)
+	@test -x $(TRITON_VENV)/bin/pip || $(PYTHON) -m venv $(TRITON_VENV)
 	$(TRITON_VENV)/bin/python -m pip install $(PIP_FLAGS) --upgrade pip
 	$(TRITON_VENV)/bin/python -m pip install $(PIP_FLAGS) -r orchestrator/triton/server-requirements.txt
 	@if [ -n "$(GPU)" ]; then \
@@ -38,7 +38,7 @@ $(TRITON_VENV)/.stamp: orchestrator/triton/server-requirements.txt
 
 $(ORT_VENV)/.stamp: docker-compose.yml export/check/versions.py
 	@test -n "$(PYTHON)" || { echo "no Python >= 3.12 found (set PYTHON=)"; exit 1; }
-	@test -x $(ORT_VENV)/bin/python || $(PYTHON) -m venv $(ORT_VENV)
+	@test -x $(ORT_VENV)/bin/pip || $(PYTHON) -m venv $(ORT_VENV)
 	$(ORT_VENV)/bin/python -m pip install $(PIP_FLAGS) \
 	  "onnxruntime==$$($(PYTHON) export/check/versions.py --compose docker-compose.yml)"
 	@touch $@
@@ -57,10 +57,11 @@ test: setup lint
 	$(VENV)/bin/pytest -q tests/fleet $(PYTEST_ARGS)
 
 # The README's run command: the whole stack on local defaults.
-run: setup
+# Not the ONNX Runtime of the compose Triton (.venv-ort): only a test checks against it.
+run: $(VENV)/.stamp $(TRITON_VENV)/.stamp
 	$(PY) -m local_stack $(ARGS)
 
-demo: setup
+demo: $(VENV)/.stamp $(TRITON_VENV)/.stamp
 	$(PY) -m local_stack --demo true $(ARGS)
 
 openapi: $(VENV)/.stamp
