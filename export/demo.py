@@ -13,9 +13,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from .api import export_checkpoint
 from .errors import ExportError
-from .synthetic import make_demo_checkpoint
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,6 +25,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kind", choices=("gpu", "cpu"), default="cpu")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="export.demo: %(message)s")
+    try:
+        return _export(args)
+    except KeyboardInterrupt:  # Ctrl-C of the local stack reaches its exporter too
+        sys.stderr.write("export.demo: interrupted; the repository is unchanged\n")
+        return 130
+
+
+def _export(args: argparse.Namespace) -> int:
+    # Imported here, inside the interrupt handling: torch takes seconds to import.
+    from .api import export_checkpoint
+    from .synthetic import make_demo_checkpoint
+
     try:
         height, width = (int(v) for v in args.image_size.lower().split("x"))
     except ValueError:

@@ -30,6 +30,10 @@ log = logging.getLogger("local_stack.stack")
 DEMO_MODEL = "act_demo"
 
 
+class StackError(RuntimeError):
+    """A part of the stack could not be set up: said in one line, not a traceback."""
+
+
 class QuietServer(uvicorn.Server):
     """uvicorn without its own signal handling: the stack owns SIGINT/SIGTERM."""
 
@@ -153,9 +157,25 @@ def banner(settings: Settings, models: list[str]) -> str:
 
 
 async def run_stack(settings: Settings, stop: asyncio.Event) -> None:
-    models = await asyncio.to_thread(ensure_model, settings.model_repository)
-    async with (local_triton(settings) as triton_url, local_arena(settings),
-                export_worker(settings) as jobs):
+    """Start the parts in order and serve until ``stop``. A stop during the start ends it
+    after the part under way (each is bounded), not once everything is up."""
+    try:
+        models = await asyncio.to_thread(ensure_model, settings.model_repository)
+    except subprocess.CalledProcessError as exc:
+        if stop.is_set():  # Ctrl-C reached the exporter too (one process group)
+            log.info("interrupted during the demo export")
+            return
+        raise StackError(f"the demo export failed (exit code {exc.returncode})") from exc
+    async with contextlib.AsyncExitStack() as parts:
+        triton_url = await parts.enter_async_context(local_triton(settings))
+        jobs: Path | None = None
+        if not stop.is_set():
+            await parts.enter_async_context(local_arena(settings))
+        if not stop.is_set():
+            jobs = await parts.enter_async_context(export_worker(settings))
+        if stop.is_set():
+            log.info("interrupted while starting")
+            return
         update: dict[str, object] = {"triton_url": triton_url, "export_jobs_dir": jobs}
         if settings.start_arena and "arena_default_url" not in settings.model_fields_set:
             # A create that names no server goes to the one started here.
@@ -194,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         asyncio.run(_main())
-    except (ArenaStartError, LauncherError) as exc:
+    except (ArenaStartError, LauncherError, StackError) as exc:
         # A port taken, a server that would not start: the reason, not a traceback.
         log.error("%s", exc)
         sys.exit(1)

@@ -119,3 +119,44 @@ def test_run_command_sets_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
     time.sleep(0.5)
     alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, [p.cmdline() for p in alive]
+
+
+def test_ctrl_c_during_the_first_start_stops_at_once(tmp_path: Path) -> None:
+    """Ctrl-C while the demo model is exported (a terminal sends it to the whole process
+    group, the exporter included) was ignored until the whole stack was up, and the
+    exporter's interruption a traceback. It must end there, cleanly, with nothing left."""
+    repository = tmp_path / "model_repository"
+    api = free_port_run(5)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local_stack", "--model-repository", str(repository),
+         "--local-triton-dir", str(tmp_path / "triton"), "--port", str(api),
+         "--arena-port", str(api + 1), "--local-triton-port-base", str(api + 2)],
+        cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        for line in proc.stdout:
+            lines.append(line)
+            if "exporting a DEMO model" in line:
+                break
+        time.sleep(1.0)  # inside the exporter's start (torch's import alone takes seconds)
+        tree = _children_of(proc.pid)
+        assert tree, "the exporter is not running"
+        os.killpg(proc.pid, signal.SIGINT)
+        rest, _ = proc.communicate(timeout=60)
+        lines.append(rest)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    output = "".join(lines)
+    assert proc.returncode == 0, output[-3000:]
+    assert "interrupted during the demo export" in output, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
+    assert "Orchestrator API:" not in output  # nothing was started after it
+    assert not (repository / "act_demo").exists()
+    time.sleep(0.5)
+    alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [p.cmdline() for p in alive]
