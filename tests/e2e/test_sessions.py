@@ -327,5 +327,12 @@ async def test_a_session_rejoins_robotics_rooms_re_created_under_their_ids(
         await wait_for(lambda: len(robot.received) >= 10, 30, "commands to the new robot")
         await wait_for(lambda: session.joints_in.stats.readings > readings, 10,
                        "joints from the new robot")
-    assert session.joints_in.stats.reconnects >= 1 and session.commands_out.stats.reconnects >= 1
+        # The server still forwards what the unregistered producer sends, so commands can
+        # arrive before the presence poll has it join again: wait for both re-joins, then
+        # for commands sent after them.
+        await wait_for(lambda: session.joints_in.stats.reconnects >= 1
+                       and session.commands_out.stats.reconnects >= 1, 10, "both re-joined")
+        received = len(robot.received)
+        await wait_for(lambda: len(robot.received) >= received + 10, 10,
+                       "commands after the re-join")
     assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
