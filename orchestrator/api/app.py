@@ -106,9 +106,13 @@ def create_app(settings: Settings, triton: TritonClient | None = None) -> FastAP
     app.add_middleware(PrefixAlias)
     app.add_middleware(InternalErrors)
     any_origin = "*" in settings.cors_allow_origins
+    # A page served from a public origin calling this API on a private address gets a
+    # Private Network Access preflight from Chromium; without the opt-in it is refused
+    # (400). Which origins may call at all is still decided by the origin list.
     app.add_middleware(
         CORSMiddleware, allow_origins=settings.cors_allow_origins, allow_methods=["*"],
         allow_headers=["*"], allow_credentials=not any_origin, max_age=600,
+        allow_private_network=True,
     )
 
     @app.exception_handler(SessionError)

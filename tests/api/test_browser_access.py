@@ -49,6 +49,19 @@ async def test_preflight_and_cors_on_every_route(orch: Orchestrator, base: str) 
             method, path, response.status_code)
 
 
+async def test_a_private_network_preflight_is_answered(orch: Orchestrator) -> None:
+    """The front-end served from a public origin (a Space) calling this API on a private
+    address: Chromium adds Access-Control-Request-Private-Network to the preflight."""
+    preflight = await orch.http.options(
+        "/api/sessions",
+        headers={"Origin": "https://robothub.example", "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "content-type",
+                 "Access-Control-Request-Private-Network": "true"},
+    )
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-private-network"] == "true"
+
+
 async def test_api_prefix_serves_the_same_routes_docs_and_openapi(orch: Orchestrator) -> None:
     for path in ("/", "/health", "/sessions"):
         root, prefixed = await orch.http.get(path), await orch.http.get(f"/api{path}")
@@ -78,6 +91,11 @@ async def test_origins_are_configurable() -> None:
         refused = await orchestrator.http.options(
             "/api/sessions", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST"})
         assert refused.status_code == 400
+        # The private-network opt-in is no way around the origin list.
+        private = await orchestrator.http.options(
+            "/api/sessions", headers={"Origin": ORIGIN, "Access-Control-Request-Method": "POST",
+                                      "Access-Control-Request-Private-Network": "true"})
+        assert private.status_code == 400
 
 
 async def test_api_key_still_required_under_api_and_errors_readable_by_pages() -> None:
