@@ -3,13 +3,17 @@ where the RobotHub front-end's base URL points): one app, one set of routes.
 
 A request for ``/api/...`` gets ``root_path="/api"``; Starlette routes on the path below
 the root path, and every route, including the docs and the OpenAPI document, answers
-there too."""
+there too. Repeated slashes are one (a base URL set with a trailing slash gives
+``/api//sessions``, which would be a 404)."""
 
 from __future__ import annotations
+
+import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 API_PREFIX = "/api"
+_SLASHES = re.compile(r"/{2,}")
 
 
 def route_path(scope: Scope) -> str:
@@ -29,6 +33,9 @@ class PrefixAlias:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             path: str = scope["path"]
+            if "//" in path:
+                path = _SLASHES.sub("/", path)
+                scope = {**scope, "path": path, "raw_path": path.encode()}
             root = scope.get("root_path", "")
             below = path[len(root):] if root and path.startswith(root) else path
             if below == self.prefix or below.startswith(self.prefix + "/"):

@@ -81,6 +81,15 @@ async def test_api_prefix_serves_the_same_routes_docs_and_openapi(orch: Orchestr
     assert "/openapi.json" in (await orch.http.get("/docs")).text
 
 
+async def test_a_base_url_with_a_trailing_slash_reaches_the_routes(orch: Orchestrator) -> None:
+    """The front-end joins its base URL and the path: `http://host:8001/api/` gives `//`."""
+    for path in ("/api//sessions", "//sessions", "/api//health", "/api///sessions"):
+        response = await orch.http.get(path)
+        assert response.status_code == 200, (path, response.text)
+    missing = await orch.http.post("/api//sessions/nope/start")
+    assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+
+
 async def test_origins_are_configurable() -> None:
     allowed = "https://robothub.example"
     async with run_orchestrator(_settings(cors_allow_origins=[allowed])) as orchestrator:
