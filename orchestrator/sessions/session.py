@@ -213,6 +213,8 @@ class Session:
         seen = self._estops  # before waiting for the lock: a stop meanwhile is newer
         async with self._transition:
             self._refuse_if_stopped_since(seen)
+            if self.state == SessionState.RUNNING:
+                return  # as the server it replaces: 200, and the plan is kept (no re-arm)
             if self.loop is None:
                 if self.state == SessionState.ERROR:
                     raise InvalidTransition(

@@ -71,6 +71,22 @@ async def driven_loop(orchestrator: Orchestrator, arena: ArenaServerProcess, pre
     assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
 
 
+async def test_a_start_while_running_answers_200_and_keeps_the_plan(
+    orchestrator: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """The front-end may start a running session again (the server it replaces answered
+    200): the plan must not be dropped, as a re-arm would."""
+    async with driven_loop(orchestrator, arena, "restart-idem") as loop:
+        rearms: list[object] = []
+        rearm = loop.core.rearm
+        loop.core.rearm = lambda *a: (rearms.append(a), rearm(*a))[1]  # type: ignore[method-assign]
+        sid = loop.session_id
+        again = await orchestrator.http.post(f"/sessions/{sid}/start")
+        assert again.status_code == 200, again.text
+        assert again.json()["status"] == "running" and rearms == []
+        assert orchestrator.manager.get(sid).loop is loop and loop.running
+
+
 def model_output(onnx_path: str, inputs: dict[str, np.ndarray]) -> np.ndarray:
     session = ort.InferenceSession(onnx_path, providers=["CPUExecutionProvider"])
     return np.asarray(session.run(["action"], inputs)[0])
