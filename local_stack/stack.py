@@ -78,7 +78,10 @@ async def _wait_http(url: str, timeout_s: float, what: str) -> None:
 @contextlib.asynccontextmanager
 async def local_triton(settings: Settings) -> AsyncIterator[str]:
     if settings.triton_url:
-        log.info("using the Triton server at %s", settings.triton_url)
+        # Exports (the demo model, hub ids) still go to this machine's repository: that
+        # server sees them only if it serves the same folder.
+        log.warning("using the Triton server at %s: models are exported into %s, which it "
+                    "must serve", settings.triton_url, settings.model_repository.resolve())
         yield settings.triton_url
         return
     base = settings.local_triton_port_base
