@@ -35,6 +35,7 @@ _CREATE_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Request cannot be served as given"},
     403: {"model": ErrorResponse, "description": "Arena host not allowed"},
     429: {"model": ErrorResponse, "description": "Session limit reached"},
+    502: {"model": ErrorResponse, "description": "The Arena server refused (answered 4xx)"},
 }
 
 

@@ -41,6 +41,13 @@ class DependencyUnavailable(SessionError):
     status_code = 503
 
 
+class DependencyRefused(SessionError):
+    """The Arena server answered a 4xx (a proxy asking for credentials, a path that is not
+    an Arena API): retrying will not help, unlike a 503."""
+
+    status_code = 502
+
+
 class InvalidTransition(SessionError):
     status_code = 409
 
@@ -49,3 +56,13 @@ class CreateAbandoned(SessionError):
     """The session was deleted while it was being created: what the create opened is closed."""
 
     status_code = 409
+
+
+def arena_failure(exc: Exception, arena_url: str, session_id: str) -> SessionError:
+    """What a create answers when the Arena server failed it: a 4xx is a refusal (502)."""
+    status = getattr(exc, "status", 0)
+    if isinstance(status, int) and 400 <= status < 500:
+        return DependencyRefused(
+            f"Arena server at {arena_url} refused opening session {session_id!r}: {exc}")
+    return DependencyUnavailable(
+        f"Arena server at {arena_url} failed while opening session {session_id!r}: {exc}")

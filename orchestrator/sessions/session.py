@@ -16,7 +16,7 @@ from orchestrator.arena.video import VideoConsumer
 from orchestrator.observability import metrics
 from orchestrator.sessions import presence, report
 from orchestrator.sessions.config import ModelBinding, SessionConfig
-from orchestrator.sessions.errors import DependencyUnavailable, InvalidTransition
+from orchestrator.sessions.errors import InvalidTransition, arena_failure
 from orchestrator.sessions.loop import ControlLoop
 from orchestrator.sessions.spec import SessionRooms
 from orchestrator.triton.client import TritonClient
@@ -96,10 +96,7 @@ class Session:
             self.init_step = "waiting for the model"
         except (ArenaUnavailable, ArenaError, OSError, TimeoutError) as exc:
             await self.close(delete_rooms=True)
-            raise DependencyUnavailable(
-                f"Arena server at {cfg.arena_url} failed while opening session "
-                f"{self.session_id!r}: {exc}"
-            ) from exc
+            raise arena_failure(exc, cfg.arena_url, self.session_id) from exc
         except BaseException:
             await self.close(delete_rooms=True)
             raise

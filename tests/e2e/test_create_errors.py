@@ -8,8 +8,11 @@ import time
 import uuid
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from export.synthetic import make_one_camera_checkpoint
 from orchestrator.arena.rest import ArenaRest
+from orchestrator.settings import Settings
 from orchestrator.triton.client import TritonClient
 from orchestrator.triton.launcher import LocalTriton
 from tests.e2e.conftest import e2e_settings
@@ -122,6 +125,21 @@ async def test_unreachable_arena_is_503_and_leaves_nothing(
     assert orchestrator.manager.sessions() == []
     await asyncio.sleep(0.2)
     assert len(asyncio.all_tasks()) <= tasks_before
+
+
+async def test_an_arena_url_that_refuses_is_502_and_leaves_nothing(
+    orchestrator: Orchestrator,
+) -> None:
+    """A server that answers 4xx (here: an orchestrator that wants an API key, as a
+    private Space's proxy would) is no Arena server to retry: 502 naming its answer."""
+    settings = Settings(triton_url=f"127.0.0.1:{free_port()}", api_key=SecretStr("not-yours"))
+    async with run_orchestrator(settings) as guarded:
+        body = {"session_id": _sid(), "policy_path": "tiny_act", "camera_names": ["front"],
+                "arena_server_url": guarded.base_url}
+        status, detail = await _post(orchestrator, body)
+    assert status == 502, detail
+    assert "refused" in detail and "401" in detail and guarded.base_url in detail
+    assert orchestrator.manager.sessions() == []
 
 
 async def test_unreachable_triton_is_503(arena: ArenaServerProcess,
