@@ -37,9 +37,10 @@ async def test_640x480_at_least_20_fps_with_frame_index_read_back(
         assert consumer.latest() is latest  # nothing new arrived in between: same frame
         # The watchdog's question (how old is the newest frame) converts nothing: the next
         # frame stays pending until an observation takes it.
-        await asyncio.sleep(0.2)
+        await eventually(lambda: (consumer.newest_arrival() or 0) > latest.arrived_at,
+                         "a frame newer than the one taken")
         arrived = consumer.newest_arrival()
-        assert arrived is not None and arrived > latest.arrived_at
+        assert arrived is not None
         assert consumer._pending is not None and consumer._pending[1] == arrived
         assert consumer.latest().arrived_at == arrived  # type: ignore[union-attr]
 

@@ -35,9 +35,10 @@ async def test_rebuilds_after_producer_restart(
     assert all(first.sent_at(i) is not None for i in before)
     assert all(second.sent_at(i) is not None for i in after)
     assert latest is not None and latest.seq > seq_gap
+    # The producer's own join triggered the new offer. (Whether the consumer also re-joined
+    # is a race: the old producer's RTCP BYE, over UDP, may end the track before the
+    # server's participant_left, over the WebSocket, has removed the peer.)
     assert consumer.stats.offers == 2
-    # The producer's own join triggered the new offer: no re-join was needed.
-    assert consumer.stats.reconnects == 0
 
 
 async def test_rebuilds_after_media_failure(

@@ -212,6 +212,17 @@ async def test_stale_watchdog_holds_when_the_robot_goes_quiet_and_resumes_by_its
     async def held_stale() -> bool:
         return await reason() == "stale_observation"
 
+    async def settled() -> int:
+        """Commands so far, once nothing is left to publish: a chunk asked for while the
+        inputs were fresh may still land and be played out, and a send already on the
+        wire may still arrive."""
+        assert session.loop is not None
+        core = session.loop.core
+        await wait_for(lambda: not core.in_flight and len(core.plan) == 0, 10,
+                       "nothing in flight or planned")
+        await asyncio.sleep(0.3)
+        return len(robot.received)
+
     async def publish_joints(producer: RoboticsProducer) -> None:
         k = 0
         while True:  # a robot that moves a little: every update carries a change
@@ -231,7 +242,7 @@ async def test_stale_watchdog_holds_when_the_robot_goes_quiet_and_resumes_by_its
             # 1. The camera freezes: frames stop, the plan runs out, the session holds.
             robot.cameras["front"].paused = True
             await wait_for(held_stale, 15, "stale_observation after the camera froze")
-            count = len(robot.received)
+            count = await settled()
             requests = (await orchestrator.status(sid))["stats"]["inference_requests"]
             await asyncio.sleep(0.5)
             assert len(robot.received) == count  # holding: nothing new is published
@@ -246,7 +257,7 @@ async def test_stale_watchdog_holds_when_the_robot_goes_quiet_and_resumes_by_its
             await producer.stop()
             await wait_for(held_stale, 15, "stale_observation after the joints stopped")
             assert session.state.value == "running"
-            count = len(robot.received)
+            count = await settled()
             await asyncio.sleep(0.5)
             assert len(robot.received) == count
             await producer.start()

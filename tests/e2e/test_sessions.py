@@ -198,7 +198,12 @@ async def test_partial_updates_and_the_empty_join_state_are_not_readings(
     async with robot_for(created, arena, joints=False):
         assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
         loop = orchestrator.manager.get(sid).loop
-        await asyncio.sleep(1.0)  # frames flow, but no joint reading yet
+
+        async def waiting_for_joints() -> bool:  # frames come first (WebRTC takes a while)
+            return (await orchestrator.status(sid))["stats"]["reason"] == "waiting_for_joints"
+
+        await wait_for(waiting_for_joints, 20, "frames flowing, no joint reading yet")
+        await asyncio.sleep(0.5)
         status = await orchestrator.status(sid)
         assert status["stats"]["inference_requests"] == 0
         assert status["stats"]["reason"] == "waiting_for_joints"
