@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -48,6 +48,9 @@ def check_base_url(base_url: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"Arena base URL must be http(s)://host[:port], got {base_url!r}")
     return base_url.rstrip("/")
+
+
+Role = Literal["producer", "consumer"]  # a participant's role, in every kind of room
 
 
 def unique_participant_id(room_id: str, role: str) -> str:

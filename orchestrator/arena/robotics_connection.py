@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
@@ -38,6 +38,7 @@ from .rest import (
     ArenaRest,
     ArenaUnavailable,
     JoinRefused,
+    Role,
     check_base_url,
     robotics_ws_url,
     unique_participant_id,
@@ -45,7 +46,6 @@ from .rest import (
 
 logger = logging.getLogger(__name__)
 
-Role = Literal["producer", "consumer"]
 EmergencyCallback = Callable[[str], None]
 # A connection that lasted less than this before dropping counts as a failed join (backoff).
 STABLE_CONNECTION_S = 5.0

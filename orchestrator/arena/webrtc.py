@@ -15,7 +15,7 @@ import logging
 import random
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCPeerConnection
@@ -38,12 +38,12 @@ from orchestrator.arena.rest import (
     ArenaRest,
     ArenaUnavailable,
     JoinRefused,
+    Role,
     check_base_url,
 )
 
 logger = logging.getLogger(__name__)
 
-Role = Literal["producer", "consumer"]
 
 # Signaling messages are small (an SDP with many candidates is a few kB); the cap bounds memory.
 MAX_MESSAGE_BYTES = 1024 * 1024
