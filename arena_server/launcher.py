@@ -109,7 +109,10 @@ class LocalArenaServer:
         cmd = [sys.executable, "-m", "arena_server", "--host", self.host,
                "--port", str(self.port), "--log-level", self.log_level,
                *(("--prefix", self.prefix) if self.prefix else ())]
-        self.proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        # Its own session: a Ctrl-C in the terminal reaches whoever started it, who stops it
+        # after closing what uses it (sessions delete their rooms first).
+        self.proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                     start_new_session=True)
         try:
             wait_healthy(self.base_url, proc=self.proc)
         except BaseException:

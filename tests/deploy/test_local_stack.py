@@ -77,8 +77,9 @@ def test_run_command_sets_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
         "--local-triton-port-base", str(triton),
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Its own process group, so that the Ctrl-C below reaches the group as a terminal's does.
     proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     assert proc.stdout is not None
     lines: list[str] = []
     rates: list[float] = []
@@ -97,12 +98,12 @@ def test_run_command_sets_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "no live figures within 240 s"
         _create_without_a_server_url("".join(lines), api, arena)
         tree = _children_of(proc.pid)
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)
         lines.append(rest)
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     output = "".join(lines)
     assert proc.returncode == 0, output[-3000:]
@@ -115,6 +116,9 @@ def test_run_command_sets_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
     # A session was driven: commands flowed at about the model's rate.
     assert rates and max(rates) > 0, output[-2000:]
     assert "stack stopped" in output
+    # In order: the sessions closed their rooms before the room server stopped (a Ctrl-C
+    # reaching it too took it down first).
+    assert "could not delete room" not in output, output[-3000:]
     # Nothing is left: every child of the stack (Triton, its stubs, the room server) is gone.
     time.sleep(0.5)
     alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
