@@ -7,7 +7,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from orchestrator.sessions.spec import SERVED_POLICY_TYPES, SessionRooms, SessionSpec
+from orchestrator.sessions.spec import (
+    SERVED_POLICY_TYPES,
+    SessionRooms,
+    SessionSpec,
+    served_policy_type,
+)
 from orchestrator.settings import BlendMode
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -37,7 +42,8 @@ class CreateSessionRequest(BaseModel):
     )
     policy_type: str = Field(
         default="act", max_length=64,
-        description=f"Policy family; this server serves {', '.join(SERVED_POLICY_TYPES)} only.",
+        description=f"Policy family; this server serves {', '.join(SERVED_POLICY_TYPES)} only "
+        "(\"custom\": the checkpoint decides, and it must be an ACT one).",
     )
     language_instruction: str | None = Field(
         default=None, max_length=2000,
@@ -88,7 +94,7 @@ class CreateSessionRequest(BaseModel):
             arena_url=self.transport_server_url or (
                 self.arena_server_url if "arena_server_url" in self.model_fields_set else ""),
             workspace_id=self.workspace_id,
-            policy_type=self.policy_type,
+            policy_type=served_policy_type(self.policy_type),
             language_instruction=self.language_instruction,
             joint_aliases=dict(self.joint_aliases or {}),
             rate_hz=self.rate_hz,

@@ -11,6 +11,14 @@ from orchestrator.settings import BlendMode
 
 # The policy families the RobotHub front-end offers; this stack serves ACT only.
 SERVED_POLICY_TYPES = ("act",)
+# Its "Custom Model" names no family: the checkpoint decides (its config.json's type is
+# checked before anything is created, as for "act"), so it is served as an ACT one.
+DETECTED_POLICY_TYPE = "custom"
+
+
+def served_policy_type(requested: str) -> str:
+    """The family a request is served as: "custom" is ACT; others stay as asked."""
+    return "act" if requested.strip().lower() == DETECTED_POLICY_TYPE else requested
 
 
 @dataclass(frozen=True)

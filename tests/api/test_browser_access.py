@@ -136,7 +136,7 @@ async def test_front_end_bodies_checked_before_anything_is_created(orch: Orchest
     assert both.status_code == 422
     text = str(both.json()["detail"])
     assert "transport_server_url" in text and "arena_server_url" in text
-    for policy_type in ("smolvla", "diffusion", "pi0", "custom"):
+    for policy_type in ("smolvla", "diffusion", "pi0", "groot"):
         refused = await orch.http.post("/api/sessions", json={**body, "policy_type": policy_type})
         assert refused.status_code == 400, refused.text
         detail = refused.json()["detail"]

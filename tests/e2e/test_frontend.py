@@ -195,13 +195,15 @@ async def test_front_end_drives_a_robot_with_a_hub_model_exported_on_demand(
         assert info.info["source_repo_id"] == stack.hub.repo_id
         assert info.info["source_revision"] == stack.hub.sha
 
-        # A second session naming the same repo reuses the model: ready at once.
+        # A second session naming the same repo reuses the model: ready at once. It comes
+        # as the page's "Custom Model" (policy_type "custom"): the checkpoint is ACT.
         sid2 = f"fe-{uuid.uuid4().hex[:6]}"
-        again = await front.call("POST", "/sessions", front.body(sid2, stack.arena,
-                                                                 f"{stack.hub.repo_id}@main"))
+        again = await front.call("POST", "/sessions", front.body(
+            sid2, stack.arena, f"{stack.hub.repo_id}@main", policy_type="custom"))
         assert again.status_code == 200, again.text
         second = (await front.call("GET", f"/sessions/{sid2}")).json()
         assert second["status"] == "ready" and second["inference_stats"]["model"] == model
+        assert second["policy_type"] == "act"
         assert sorted(p.name for p in (stack.repository / model).iterdir()
                       if p.is_dir()) == ["1"]
 
@@ -256,6 +258,7 @@ async def test_racing_creates_export_once_and_a_failed_export_touches_no_one(
     ("tinyorg/tiny_act@0123456789abcdef0123456789abcdef01234567", "0123456789"),
     ("tinyorg/tiny_act@no-such-branch", "no-such-branch"),
     ("tinyorg/diffusion", "diffusion"),
+    ("custom:tinyorg/diffusion", "not an ACT checkpoint"),  # "Custom Model", not ACT
     ("not a repo", "policy_path"),
 ])
 async def test_bad_policy_paths_create_nothing(
@@ -263,7 +266,8 @@ async def test_bad_policy_paths_create_nothing(
 ) -> None:
     front = FrontEnd(api)
     sid = f"badp-{uuid.uuid4().hex[:6]}"
-    body = front.body(sid, stack.arena, policy_path)
+    policy_type, _, policy_path = policy_path.rpartition(":")
+    body = front.body(sid, stack.arena, policy_path, policy_type=policy_type or "act")
     response = await front.call("POST", "/sessions", body)
     assert 400 <= response.status_code < 500, response.text
     detail = response.json()["detail"]
