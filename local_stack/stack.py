@@ -137,6 +137,11 @@ async def export_worker(settings: Settings) -> AsyncIterator[Path | None]:
             proc.kill()
 
 
+def _reachable(host: str) -> str:
+    """Where this machine reaches a server bound to ``host`` (it binds the API's host)."""
+    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
+
+
 def banner(settings: Settings, models: list[str]) -> str:
     api = f"http://{settings.host}:{settings.port}"
     model = models[0] if models else "NAME"
@@ -182,7 +187,7 @@ async def run_stack(settings: Settings, stop: asyncio.Event) -> None:
         update: dict[str, object] = {"triton_url": triton_url, "export_jobs_dir": jobs}
         if settings.start_arena and "arena_default_url" not in settings.model_fields_set:
             # A create that names no server goes to the one started here.
-            update["arena_default_url"] = f"http://127.0.0.1:{settings.arena_port}"
+            update["arena_default_url"] = f"http://{_reachable(settings.host)}:{settings.arena_port}"
         app_settings = settings.model_copy(update=update)
         server = QuietServer(uvicorn.Config(create_app(app_settings), host=settings.host,
                                         port=settings.port, log_level="warning"))

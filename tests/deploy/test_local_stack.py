@@ -65,6 +65,37 @@ def test_a_taken_room_server_port_is_one_line_and_leaves_nothing(tmp_path: Path)
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
+def test_the_banner_names_the_room_server_where_it_listens(tmp_path: Path) -> None:
+    """The room server listens on the API's host: with one that is not 127.0.0.1, the
+    banner's (and a create's default) server URL was 127.0.0.1, where nothing listened."""
+    repository = tmp_path / "model_repository"
+    write_tiny_model(repository, tiny_contract("tiny_act", cameras=("front",)))
+    api = free_port_run(2)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local_stack", "--model-repository", str(repository),
+         "--triton-url", "127.0.0.1:1", "--host", "127.0.0.2", "--port", str(api),
+         "--arena-port", str(api + 1), "--export-jobs-dir", str(tmp_path / "jobs")],
+        cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    assert proc.stdout is not None
+    output = ""
+    try:
+        deadline = time.monotonic() + 120
+        for line in proc.stdout:
+            output += line
+            if '"arena_server_url"' in line:
+                break
+            assert time.monotonic() < deadline, output[-2000:]
+        url = json.loads(re.search(r"-d '(\{.*\})'", output).group(1))[  # type: ignore[union-attr]
+            "arena_server_url"]
+        assert url == f"http://127.0.0.2:{api + 1}", output[-2000:]
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=60)
+
+
 def test_run_command_sets_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
     repository = tmp_path / "model_repository"
     # API, room server, Triton's three: outside the ephemeral range (see free_port_run).
