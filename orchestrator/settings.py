@@ -28,6 +28,17 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = Field(
         default=None, description="When set, every endpoint but / and /health requires it."
     )
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: object) -> object:
+        # docker-compose passes ORCHESTRATOR_API_KEY through as "" when it is not set: a
+        # blank key would lock every client out (no key can match it).
+        if isinstance(value, str | SecretStr):
+            text = value.get_secret_value() if isinstance(value, SecretStr) else value
+            return None if not text.strip() else value
+        return value
+
     @field_validator("cors_allow_origins", "arena_allowlist", mode="before")
     @classmethod
     def _json_or_commas(cls, value: object) -> object:
@@ -39,16 +50,6 @@ class Settings(BaseSettings):
             except json.JSONDecodeError as exc:
                 raise ValueError(f"not a JSON list ({exc.msg}): {value!r}") from exc
         return [item.strip() for item in value.split(",") if item.strip()]
-
-    @field_validator("api_key", mode="before")
-    @classmethod
-    def _blank_key_is_no_key(cls, value: object) -> object:
-        # docker-compose passes ORCHESTRATOR_API_KEY through as "" when it is not set: a
-        # blank key would lock every client out (no key can match it).
-        if isinstance(value, str | SecretStr):
-            text = value.get_secret_value() if isinstance(value, SecretStr) else value
-            return None if not text.strip() else value
-        return value
 
     cors_allow_origins: Names = Field(
         default_factory=lambda: ["*"],
