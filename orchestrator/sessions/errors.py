@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from orchestrator.arena.rest import ArenaError
+
 
 class SessionError(Exception):
     status_code = 400
@@ -60,8 +62,7 @@ class CreateAbandoned(SessionError):
 
 def arena_failure(exc: Exception, arena_url: str, session_id: str) -> SessionError:
     """What a create answers when the Arena server failed it: a 4xx is a refusal (502)."""
-    status = getattr(exc, "status", 0)
-    if isinstance(status, int) and 400 <= status < 500:
+    if isinstance(exc, ArenaError) and 400 <= exc.status < 500:
         return DependencyRefused(
             f"Arena server at {arena_url} refused opening session {session_id!r}: {exc}")
     return DependencyUnavailable(
