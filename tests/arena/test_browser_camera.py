@@ -9,22 +9,16 @@ import http.server
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
 from orchestrator.arena.rest import ArenaRest
 from orchestrator.arena.video import VideoConsumer
 from tests.arena.conftest import eventually
 from tests.arena.video_helpers import pid, running
 from tests.support.arena import ArenaServerThread
-
-CHROMIUM = "/usr/bin/chromium"
-# Offline system Chromium; a fake camera, and its permission granted without a prompt.
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
+from tests.support.browser import FAKE_CAMERA_ARGS, chromium
 
 # What a page does to stream its camera: join as producer, offer to every consumer (those in
 # the room at its join, then each participant_joined), send candidates as they come.
@@ -74,13 +68,8 @@ async ([base, ws, room, me]) => {
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: .ci/run installs it"
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            await browser.close()
+    async with chromium(FAKE_CAMERA_ARGS) as launched:
+        yield launched
 
 
 @pytest.fixture
