@@ -5,6 +5,7 @@ cleanly on Ctrl-C (SIGINT) with no process left behind."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -22,6 +24,35 @@ from tests.support.arena import free_port_run
 from tests.support.triton import tiny_contract, write_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@contextlib.contextmanager
+def _stack(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """`python -m local_stack ARGS` in a process group of its own, so that a Ctrl-C can
+    reach the group as a terminal's does. If the test fails first: a Ctrl-C (the stack stops
+    its servers, which run in sessions of their own), then SIGKILL to the group."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local_stack", *args], cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _ctrl_c(proc: subprocess.Popen[str]) -> str:
+    """Ctrl-C to the stack's process group; what it printed until it ended."""
+    os.killpg(proc.pid, signal.SIGINT)
+    rest, _ = proc.communicate(timeout=60)
+    return rest
 
 
 def _children_of(pid: int) -> list[psutil.Process]:
@@ -71,16 +102,11 @@ def test_the_banner_names_the_room_server_where_it_listens(tmp_path: Path) -> No
     repository = tmp_path / "model_repository"
     write_tiny_model(repository, tiny_contract("tiny_act", cameras=("front",)))
     api = free_port_run(2)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "local_stack", "--model-repository", str(repository),
-         "--triton-url", "127.0.0.1:1", "--host", "127.0.0.2", "--port", str(api),
-         "--arena-port", str(api + 1), "--export-jobs-dir", str(tmp_path / "jobs")],
-        cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-    assert proc.stdout is not None
-    output = ""
-    try:
+    with _stack("--model-repository", str(repository), "--triton-url", "127.0.0.1:1",
+                "--host", "127.0.0.2", "--port", str(api), "--arena-port", str(api + 1),
+                "--export-jobs-dir", str(tmp_path / "jobs")) as proc:
+        assert proc.stdout is not None
+        output = ""
         deadline = time.monotonic() + 120
         for line in proc.stdout:
             output += line
@@ -91,9 +117,7 @@ def test_the_banner_names_the_room_server_where_it_listens(tmp_path: Path) -> No
             "arena_server_url"]
         assert url == f"http://127.0.0.2:{api + 1}", output[-2000:]
         assert httpx.get(f"{url}/health", timeout=10).status_code == 200
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        proc.communicate(timeout=60)
+        _ctrl_c(proc)
 
 
 def test_run_command_sets_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
@@ -101,22 +125,14 @@ def test_run_command_sets_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
     # API, room server, Triton's three: outside the ephemeral range (see free_port_run).
     api = free_port_run(5)
     arena, triton = api + 1, api + 2
-    command = [
-        sys.executable, "-m", "local_stack", "--demo", "true",
-        "--model-repository", str(repository), "--local-triton-dir", str(tmp_path / "triton"),
-        "--port", str(api), "--arena-port", str(arena),
-        "--local-triton-port-base", str(triton),
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    # Its own process group, so that the Ctrl-C below reaches the group as a terminal's does.
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    assert proc.stdout is not None
     lines: list[str] = []
     rates: list[float] = []
     descendants: list[psutil.Process] = []
     deadline = time.monotonic() + 240
-    try:
+    with _stack("--demo", "true", "--model-repository", str(repository),
+                "--local-triton-dir", str(tmp_path / "triton"), "--port", str(api),
+                "--arena-port", str(arena), "--local-triton-port-base", str(triton)) as proc:
+        assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
             descendants = descendants or [p for p in _children_of(proc.pid)
@@ -129,13 +145,7 @@ def test_run_command_sets_up_runs_and_stops_cleanly(tmp_path: Path) -> None:
             assert time.monotonic() < deadline, "no live figures within 240 s"
         _create_without_a_server_url("".join(lines), api, arena)
         tree = _children_of(proc.pid)
-        os.killpg(proc.pid, signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
-        lines.append(rest)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        lines.append(_ctrl_c(proc))
     output = "".join(lines)
     assert proc.returncode == 0, output[-3000:]
     # Setup: the empty repository got a demo model, clearly labelled.
@@ -162,16 +172,11 @@ def test_ctrl_c_during_the_first_start_stops_at_once(tmp_path: Path) -> None:
     exporter's interruption a traceback. It must end there, cleanly, with nothing left."""
     repository = tmp_path / "model_repository"
     api = free_port_run(5)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "local_stack", "--model-repository", str(repository),
-         "--local-triton-dir", str(tmp_path / "triton"), "--port", str(api),
-         "--arena-port", str(api + 1), "--local-triton-port-base", str(api + 2)],
-        cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-    assert proc.stdout is not None
     lines: list[str] = []
-    try:
+    with _stack("--model-repository", str(repository), "--local-triton-dir",
+                str(tmp_path / "triton"), "--port", str(api), "--arena-port", str(api + 1),
+                "--local-triton-port-base", str(api + 2)) as proc:
+        assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line)
             if "exporting a DEMO model" in line:
@@ -179,13 +184,7 @@ def test_ctrl_c_during_the_first_start_stops_at_once(tmp_path: Path) -> None:
         time.sleep(1.0)  # inside the exporter's start (torch's import alone takes seconds)
         tree = _children_of(proc.pid)
         assert tree, "the exporter is not running"
-        os.killpg(proc.pid, signal.SIGINT)
-        rest, _ = proc.communicate(timeout=60)
-        lines.append(rest)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        lines.append(_ctrl_c(proc))
     output = "".join(lines)
     assert proc.returncode == 0, output[-3000:]
     assert "interrupted during the demo export" in output, output[-3000:]
