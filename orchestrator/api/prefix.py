@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 API_PREFIX = "/api"
 _SLASHES = re.compile(r"/{2,}")
+_RAW_SLASHES = re.compile(rb"/{2,}")
 
 
 def route_path(scope: Scope) -> str:
@@ -35,7 +36,9 @@ class PrefixAlias:
             path: str = scope["path"]
             if "//" in path:
                 path = _SLASHES.sub("/", path)
-                scope = {**scope, "path": path, "raw_path": path.encode()}
+                # raw_path stays percent-encoded: only its slashes are collapsed.
+                raw = _RAW_SLASHES.sub(b"/", scope.get("raw_path") or path.encode())
+                scope = {**scope, "path": path, "raw_path": raw}
             root = scope.get("root_path", "")
             below = path[len(root):] if root and path.startswith(root) else path
             if below == self.prefix or below.startswith(self.prefix + "/"):
