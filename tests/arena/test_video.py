@@ -40,7 +40,7 @@ async def test_640x480_at_least_20_fps_with_frame_index_read_back(
         await eventually(lambda: (consumer.newest_arrival() or 0) > latest.arrived_at,
                          "a frame newer than the one taken")
         arrived = consumer.newest_arrival()
-        assert arrived is not None
+        assert arrived is not None and arrived > latest.arrived_at
         assert consumer._pending is not None and consumer._pending[1] == arrived
         assert consumer.latest().arrived_at == arrived  # type: ignore[union-attr]
 
