@@ -58,6 +58,16 @@ def free_port() -> int:
     return free_port_run(1)
 
 
+def url_host(host: str) -> str:
+    """``host`` as the host part of a URL this machine reaches a server bound to it by: a
+    wildcard bind is reached on loopback, an IPv6 literal goes in brackets."""
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
 def wait_healthy(
     base_url: str, timeout_s: float = STARTUP_TIMEOUT_S,
     proc: subprocess.Popen[bytes] | None = None,
@@ -93,12 +103,13 @@ class LocalArenaServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}{self.prefix}"
+        return f"http://{url_host(self.host)}:{self.port}{self.prefix}"
 
     def start(self) -> LocalArenaServer:
         assert self.proc is None, "already running"
         # Another server already there would answer the health check for ours.
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((self.host, self.port))

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 
+from arena_server.launcher import url_host
 from orchestrator.settings import Settings
 from orchestrator.triton.client import TritonClient, TritonError
 from sim_robot.robot import SimRobot
@@ -33,7 +34,7 @@ def _line(stats: dict[str, Any], rate: float, batch: float | None) -> str:
 
 
 async def run_demo(settings: Settings, model: str, stop: asyncio.Event) -> None:
-    api = f"http://{settings.host}:{settings.port}"
+    api = f"http://{url_host(settings.host)}:{settings.port}"
     arena = settings.arena_default_url
     headers = {"X-API-Key": settings.api_key.get_secret_value()} if settings.api_key else {}
     async with (

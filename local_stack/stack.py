@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from arena_server.launcher import ArenaStartError, LocalArenaServer
+from arena_server.launcher import ArenaStartError, LocalArenaServer, url_host
 from orchestrator.api.app import create_app
 from orchestrator.settings import Settings, settings_from_cli
 from orchestrator.triton.launcher import LauncherError, LocalTriton
@@ -137,13 +137,8 @@ async def export_worker(settings: Settings) -> AsyncIterator[Path | None]:
             proc.kill()
 
 
-def _reachable(host: str) -> str:
-    """Where this machine reaches a server bound to ``host`` (it binds the API's host)."""
-    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
-
-
 def banner(settings: Settings, models: list[str]) -> str:
-    api = f"http://{settings.host}:{settings.port}"
+    api = f"http://{url_host(settings.host)}:{settings.port}"
     model = models[0] if models else "NAME"
     cameras = '["front"]'
     config = settings.model_repository / model / "config.pbtxt"
@@ -187,13 +182,14 @@ async def run_stack(settings: Settings, stop: asyncio.Event) -> None:
         update: dict[str, object] = {"triton_url": triton_url, "export_jobs_dir": jobs}
         if settings.start_arena and "arena_default_url" not in settings.model_fields_set:
             # A create that names no server goes to the one started here.
-            update["arena_default_url"] = f"http://{_reachable(settings.host)}:{settings.arena_port}"
+            update["arena_default_url"] = f"http://{url_host(settings.host)}:{settings.arena_port}"
         app_settings = settings.model_copy(update=update)
         server = QuietServer(uvicorn.Config(create_app(app_settings), host=settings.host,
                                         port=settings.port, log_level="warning"))
         serving = asyncio.create_task(server.serve(), name="api")
         try:
-            await _wait_http(f"http://{settings.host}:{settings.port}/health", 30, "API")
+            await _wait_http(f"http://{url_host(settings.host)}:{settings.port}/health", 30,
+                             "API")
             print(banner(app_settings, models), flush=True)  # noqa: T201 - the CLI's output
             if settings.demo:
                 from local_stack.demo import run_demo

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 
 from tests.support.arena import free_port_run
 from tests.support.triton import tiny_contract, write_tiny_model
@@ -96,14 +97,19 @@ def test_a_taken_room_server_port_is_one_line_and_leaves_nothing(tmp_path: Path)
     assert "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
-def test_the_banner_names_the_room_server_where_it_listens(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("host", "in_url"), [("127.0.0.2", "127.0.0.2"), ("::1", "[::1]")])
+def test_the_banner_names_the_room_server_where_it_listens(
+    tmp_path: Path, host: str, in_url: str,
+) -> None:
     """The room server listens on the API's host: with one that is not 127.0.0.1, the
-    banner's (and a create's default) server URL was 127.0.0.1, where nothing listened."""
+    banner's (and a create's default) server URL was 127.0.0.1, where nothing listened.
+    An IPv6 address went into URLs unbracketed: the stack waited for its API at
+    http://::1:PORT and never came up."""
     repository = tmp_path / "model_repository"
     write_tiny_model(repository, tiny_contract("tiny_act", cameras=("front",)))
     api = free_port_run(2)
     with _stack("--model-repository", str(repository), "--triton-url", "127.0.0.1:1",
-                "--host", "127.0.0.2", "--port", str(api), "--arena-port", str(api + 1),
+                "--host", host, "--port", str(api), "--arena-port", str(api + 1),
                 "--export-jobs-dir", str(tmp_path / "jobs")) as proc:
         assert proc.stdout is not None
         output = ""
@@ -115,8 +121,10 @@ def test_the_banner_names_the_room_server_where_it_listens(tmp_path: Path) -> No
             assert time.monotonic() < deadline, output[-2000:]
         url = json.loads(re.search(r"-d '(\{.*\})'", output).group(1))[  # type: ignore[union-attr]
             "arena_server_url"]
-        assert url == f"http://127.0.0.2:{api + 1}", output[-2000:]
+        assert url == f"http://{in_url}:{api + 1}", output[-2000:]
         assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        assert f"Orchestrator API: http://{in_url}:{api}" in output
+        assert httpx.get(f"http://{in_url}:{api}/health", timeout=10).status_code == 200
         _ctrl_c(proc)
 
 
