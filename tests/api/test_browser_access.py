@@ -5,7 +5,10 @@ is created. Triton is not running here: these answers must not need it."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -13,6 +16,7 @@ from pydantic import SecretStr
 
 from orchestrator.settings import Settings
 from tests.support.arena import free_port
+from tests.support.browser import blank_page, chromium
 from tests.support.orchestrator import Orchestrator, run_orchestrator
 
 ORIGIN = "http://localhost:5173"  # the front-end's dev server
@@ -60,6 +64,45 @@ async def test_a_private_network_preflight_is_answered(orch: Orchestrator) -> No
     )
     assert preflight.status_code == 200, preflight.text
     assert preflight.headers["access-control-allow-private-network"] == "true"
+
+
+# A page's call as the front-end makes it; [status, body] or ["error", why].
+FETCH_JS = """async ([url, method, body]) => { try {
+  const init = body === null ? {method} : {method, body: JSON.stringify(body),
+                                           headers: {"Content-Type": "application/json"}};
+  const response = await fetch(url, init);
+  return [response.status, await response.json()];
+} catch (e) { return ["error", String(e)]; } }"""
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+async def test_a_page_on_a_public_https_origin_reaches_the_api(tmp_path: Path,
+                                                                allowed: bool) -> None:
+    """The hosted front-end (https, a public address) calling this API on loopback, in a
+    real Chromium that takes the page's address as public: no mixed-content block for
+    http://127.0.0.1; the user's local-network-access grant (given here as the user would at
+    Chromium's prompt), then CORS answers for the page's origin, and the page reads them.
+    With its origin not allowed, the same calls fail."""
+    with blank_page(tls_dir=tmp_path) as url:
+        origin = f"https://127.0.0.1:{urlsplit(url).port}"
+        origins = [origin] if allowed else ["https://robothub.example"]
+        async with (run_orchestrator(_settings(cors_allow_origins=origins)) as orchestrator,
+                    chromium([f"--ip-address-space-overrides=127.0.0.1:{urlsplit(url).port}"
+                              "=public", "--ignore-certificate-errors"]) as browser):
+            context = await browser.new_context(ignore_https_errors=True)
+            await context.grant_permissions(["local-network-access"])
+            page = await context.new_page()
+            await page.goto(url)
+            api = f"{orchestrator.base_url}/api/sessions"
+            listed = await page.evaluate(FETCH_JS, [api, "GET", None])
+            refused = await page.evaluate(FETCH_JS, [api, "POST", {"session_id": "page"}])
+            if allowed:
+                assert listed == [200, []], listed
+                # A preflighted POST (JSON body): the validation error reaches the page.
+                assert refused[0] == 422 and "policy_path" in json.dumps(refused[1]), refused
+            else:
+                assert listed[0] == refused[0] == "error", (listed, refused)
+            assert (await orchestrator.http.get("/sessions")).json() == []
 
 
 async def test_api_prefix_serves_the_same_routes_docs_and_openapi(orch: Orchestrator) -> None:

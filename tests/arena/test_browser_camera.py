@@ -5,9 +5,7 @@ join later. Received by the orchestrator's own VideoConsumer."""
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -18,7 +16,7 @@ from orchestrator.arena.video import VideoConsumer
 from tests.arena.conftest import eventually
 from tests.arena.video_helpers import pid, running
 from tests.support.arena import ArenaServerThread
-from tests.support.browser import FAKE_CAMERA_ARGS, chromium
+from tests.support.browser import FAKE_CAMERA_ARGS, blank_page, chromium
 
 # What a page does to stream its camera: join as producer, offer to every consumer (those in
 # the room at its join, then each participant_joined), send candidates as they come.
@@ -74,30 +72,8 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 def page_server() -> Iterator[str]:
-    """A blank page from a real HTTP server on loopback. (A page Playwright fulfils itself has
-    no address of its own, and Chromium's local-network checks then block its WebSocket to
-    the room server on loopback.)"""
-
-    class Blank(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b"<html><body></body></html>"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Blank)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/camera"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with blank_page() as url:
+        yield url
 
 
 async def test_a_browser_camera_reaches_the_consumer_in_both_join_orders(
