@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import (
     get_redoc_html,
@@ -19,7 +20,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from orchestrator.api.auth import ApiKeyMiddleware
 from orchestrator.api.console import console_router
-from orchestrator.api.internal_errors import InternalErrors
+from orchestrator.api.internal_errors import InternalErrors, validation_error
 from orchestrator.api.prefix import PrefixAlias
 from orchestrator.api.routes import router
 from orchestrator.api.service import SessionService
@@ -114,6 +115,8 @@ def create_app(settings: Settings, triton: TritonClient | None = None) -> FastAP
         allow_headers=["*"], allow_credentials=not any_origin, max_age=600,
         allow_private_network=True,
     )
+
+    app.add_exception_handler(RequestValidationError, validation_error)
 
     @app.exception_handler(SessionError)
     async def session_error(_: Request, exc: SessionError) -> JSONResponse:

@@ -7,7 +7,12 @@ the detail that points to /debug/logs."""
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -42,3 +47,25 @@ class InternalErrors:
                 {"detail": f"internal error ({type(exc).__name__}); see /debug/logs"},
                 status_code=500)
             await response(scope, receive, send)
+
+
+def _json_safe(value: Any) -> Any:
+    """What JSON can carry of a value a request sent: a lone surrogate escaped, NaN and
+    infinities as text (FastAPI's own 422 echoed them and failed, as a 500)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {_json_safe(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def validation_error(_: Request, exc: Exception) -> JSONResponse:
+    """A request that fails validation: FastAPI's 422 (each error with its input), safe to
+    encode whatever the input held."""
+    assert isinstance(exc, RequestValidationError)
+    return JSONResponse({"detail": _json_safe(jsonable_encoder(exc.errors()))},
+                        status_code=422)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from orchestrator.sessions.spec import (
     SERVED_POLICY_TYPES,
@@ -19,6 +19,10 @@ SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 
 
 class CreateSessionRequest(BaseModel):
+    # JSON bodies may say NaN or Infinity (Python's parser takes them): no rate, limit or
+    # step may be one (max_step Infinity was taken: no step limit at all).
+    model_config = ConfigDict(allow_inf_nan=False)
+
     session_id: str = Field(
         pattern=SESSION_ID_PATTERN,
         description="1-64 characters: letters, digits, '_', '.', '-'; no path separators.",

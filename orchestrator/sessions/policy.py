@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpx
+
 from orchestrator.sessions.errors import ForbiddenTarget, InvalidSessionRequest
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -35,7 +37,9 @@ def parse_policy_path(policy_path: str) -> PolicyRef:
             "and then pass policy_path='my_policy'."
         )
     name, _, version = value.partition(":")
-    if not _MODEL_NAME.match(name) or (version and not version.isdigit()):
+    # Triton reads a version as an int64: a longer number was its "stol" error, as a 503.
+    if not _MODEL_NAME.match(name) or (version and not (
+            version.isascii() and version.isdigit() and 0 < int(version) < 2**63)):
         raise InvalidSessionRequest(
             f"policy_path {policy_path!r} is not NAME or NAME:VERSION (VERSION a positive integer)"
         )
@@ -43,15 +47,24 @@ def parse_policy_path(policy_path: str) -> PolicyRef:
 
 
 def _host_port(url: str) -> tuple[str, int | None]:
-    parts = urlsplit(url)
+    what = f"transport_server_url/arena_server_url {url!r}"
+    if not url.isprintable() or any(c.isspace() for c in url):
+        raise InvalidSessionRequest(f"{what} holds whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. brackets around something that is no IPv6 address
+        raise InvalidSessionRequest(f"{what} is not a valid URL: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidSessionRequest(f"{what} must be an http(s) URL with a host")
+    if parts.username is not None or parts.password is not None:
+        # The URL is shown in every status: a password in it would be too.
         raise InvalidSessionRequest(
-            f"transport_server_url/arena_server_url {url!r} must be an http(s) URL with a host")
+            "transport_server_url/arena_server_url: credentials in the URL are not supported")
     try:
         port = parts.port
-    except ValueError as exc:
-        raise InvalidSessionRequest(
-            f"transport_server_url/arena_server_url {url!r} has an invalid port") from exc
+        httpx.URL(url)  # what the Arena client will parse, e.g. "[::1]x:8000"
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise InvalidSessionRequest(f"{what} is not a valid URL: {exc}") from exc
     # No port written: the scheme's (an allowlist entry host:443 names https://host/...).
     return parts.hostname.lower(), port or (443 if parts.scheme == "https" else 80)
 

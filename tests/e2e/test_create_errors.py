@@ -78,13 +78,14 @@ async def test_unknown_model_and_camera_mismatch_name_both_sides(
 async def test_limits_the_safety_layer_cannot_hold_are_refused_and_leave_no_rooms(
     orchestrator: Orchestrator, arena: ArenaServerProcess
 ) -> None:
-    """JSON floats pass "inf" through; the safety layer needs finite limits to clamp to."""
+    """JSON floats pass "inf" through; the safety layer needs finite limits to clamp to
+    (refused by the request's validation, before anything is opened)."""
     tasks_before = len(asyncio.all_tasks())
     sid, workspace = _sid(), uuid.uuid4().hex
     body = session_body(sid, arena, workspace_id=workspace,
                         joint_limits={"joint_0.pos": ["-inf", "inf"]})
     status, detail = await _post(orchestrator, body)
-    assert status == 400 and "joint_0.pos" in detail and "finite" in detail
+    assert status == 422 and "joint_0.pos" in detail and "finite" in detail
     assert orchestrator.manager.sessions() == []
     async with ArenaRest(arena.base_url) as rest:
         assert await rest.list_robotics_rooms(workspace) == []
