@@ -1,12 +1,15 @@
 """Async REST client of an Arena transport server: rooms in workspaces, commands, signaling.
 
-Every call has a timeout. Failures come out as two types only:
+Every call has a deadline (the whole call, not each read: a server that drips its answer
+a byte at a time held a create forever). Failures come out as two types only:
 `ArenaUnavailable` (cannot connect, timed out, connection dropped) and
-`ArenaError` (the server answered with an HTTP error: `.status`, `.detail`).
+`ArenaError` (the server answered with an HTTP error: `.status`, `.detail`; or,
+`NotArena`, with a success that lacks what every Arena answer carries).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -28,6 +31,14 @@ class ArenaError(Exception):
         self.status = status
         self.detail = detail
         super().__init__(message or f"Arena server answered {status}: {detail}")
+
+
+class NotArena(ArenaError):
+    """A success answer without what an Arena server puts in it (no Arena API there)."""
+
+    def __init__(self, status: int, detail: Any, missing: str) -> None:
+        super().__init__(status, detail, f"Arena server answered {status} without {missing!r}"
+                         f" (is it an Arena API?): {str(detail)[:200]}")
 
 
 class JoinRefused(ArenaError):
@@ -76,6 +87,7 @@ class ArenaRest:
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.base_url = check_base_url(base_url)
+        self._deadline_s = timeout_s
         self._client = httpx.AsyncClient(
             base_url=self.base_url, timeout=httpx.Timeout(timeout_s), transport=transport
         )
@@ -91,8 +103,9 @@ class ArenaRest:
 
     async def _request(self, method: str, path: str, json: Any = None) -> Any:
         try:
-            response = await self._client.request(method, path, json=json)
-        except httpx.TimeoutException as exc:
+            async with asyncio.timeout(self._deadline_s):
+                response = await self._client.request(method, path, json=json)
+        except (httpx.TimeoutException, TimeoutError) as exc:
             raise ArenaUnavailable(f"{method} {self.base_url}{path} timed out") from exc
         except httpx.TransportError as exc:
             raise ArenaUnavailable(f"{method} {self.base_url}{path} failed: {exc!r}") from exc
@@ -105,6 +118,13 @@ class ArenaRest:
             raise ArenaError(response.status_code, detail)
         return body
 
+    async def _field(self, method: str, path: str, key: str, json: Any = None) -> Any:
+        """``key`` of the answer's JSON object, which every Arena answer of that call has."""
+        body = await self._request(method, path, json)
+        if not isinstance(body, dict) or key not in body:
+            raise NotArena(200, body, key)
+        return body[key]
+
     async def health(self) -> dict[str, Any]:
         body = await self._request("GET", "/health")
         return body if isinstance(body, dict) else {"raw": body}
@@ -115,20 +135,20 @@ class ArenaRest:
     ) -> str:
         """Create (quirk: or silently replace) a robotics room; returns its id."""
         body = {**options, **({"room_id": room_id} if room_id else {})}
-        answer = await self._request("POST", f"/robotics/workspaces/{_seg(workspace)}/rooms", body)
-        return str(answer["room_id"])
+        room = await self._field("POST", f"/robotics/workspaces/{_seg(workspace)}/rooms",
+                                 "room_id", body)
+        return str(room)
 
     async def list_robotics_rooms(self, workspace: str) -> list[dict[str, Any]]:
-        answer = await self._request("GET", f"/robotics/workspaces/{_seg(workspace)}/rooms")
-        return list(answer.get("rooms", []))
+        return list(await self._field("GET", f"/robotics/workspaces/{_seg(workspace)}/rooms",
+                                      "rooms"))
 
     async def get_robotics_room(self, workspace: str, room_id: str) -> dict[str, Any]:
-        answer = await self._request("GET", self._room("robotics", workspace, room_id))
-        return dict(answer["room"])
+        return dict(await self._field("GET", self._room("robotics", workspace, room_id), "room"))
 
     async def get_robotics_state(self, workspace: str, room_id: str) -> dict[str, Any]:
-        answer = await self._request("GET", self._room("robotics", workspace, room_id) + "/state")
-        return dict(answer["state"])
+        return dict(await self._field(
+            "GET", self._room("robotics", workspace, room_id) + "/state", "state"))
 
     async def delete_robotics_room(
         self, workspace: str, room_id: str, *, missing_ok: bool = False
@@ -155,20 +175,20 @@ class ArenaRest:
             body["room_id"] = room_id
         if config is not None:
             body["config"] = dict(config)
-        answer = await self._request("POST", f"/video/workspaces/{_seg(workspace)}/rooms", body)
-        return str(answer["room_id"])
+        room = await self._field("POST", f"/video/workspaces/{_seg(workspace)}/rooms", "room_id",
+                                 body)
+        return str(room)
 
     async def list_video_rooms(self, workspace: str) -> list[dict[str, Any]]:
-        answer = await self._request("GET", f"/video/workspaces/{_seg(workspace)}/rooms")
-        return list(answer.get("rooms", []))
+        return list(await self._field("GET", f"/video/workspaces/{_seg(workspace)}/rooms",
+                                      "rooms"))
 
     async def get_video_room(self, workspace: str, room_id: str) -> dict[str, Any]:
-        answer = await self._request("GET", self._room("video", workspace, room_id))
-        return dict(answer["room"])
+        return dict(await self._field("GET", self._room("video", workspace, room_id), "room"))
 
     async def get_video_state(self, workspace: str, room_id: str) -> dict[str, Any]:
-        answer = await self._request("GET", self._room("video", workspace, room_id) + "/state")
-        return dict(answer["state"])
+        return dict(await self._field(
+            "GET", self._room("video", workspace, room_id) + "/state", "state"))
 
     async def delete_video_room(
         self, workspace: str, room_id: str, *, missing_ok: bool = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from orchestrator.arena.rest import ArenaError
+from orchestrator.arena.rest import ArenaError, NotArena
 
 
 class SessionError(Exception):
@@ -61,8 +61,9 @@ class CreateAbandoned(SessionError):
 
 
 def arena_failure(exc: Exception, arena_url: str, session_id: str) -> SessionError:
-    """What a create answers when the Arena server failed it: a 4xx is a refusal (502)."""
-    if isinstance(exc, ArenaError) and 400 <= exc.status < 500:
+    """What a create answers when the Arena server failed it: a 4xx, or an answer no Arena
+    server gives, is a refusal (502)."""
+    if isinstance(exc, NotArena) or (isinstance(exc, ArenaError) and 400 <= exc.status < 500):
         return DependencyRefused(
             f"Arena server at {arena_url} refused opening session {session_id!r}: {exc}")
     return DependencyUnavailable(
