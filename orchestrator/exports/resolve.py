@@ -193,7 +193,7 @@ def fetch_hub(
 def _read_json(path: Path, label: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise SourceError(f"cannot read {label}: {_one_line(exc)}") from exc
     if not isinstance(data, dict):
         raise SourceError(f"{label} is not a JSON object")

@@ -69,6 +69,7 @@ class FleetRouter:
         self._alive: dict[int, dict[str, Any]] = {}
         self._dead: dict[int, str] = {}  # index -> why it does not answer
         self._states: dict[str, SessionHandle] = {}
+        self._deleting: dict[str, asyncio.Event] = {}  # set once its worker has closed it
         self._ray_error: str | None = "not connected yet"
         self._owns_cluster = False
         self._refresher: asyncio.Task[None] | None = None
@@ -191,6 +192,9 @@ class FleetRouter:
 
     async def create(self, spec: SessionSpec) -> SessionRooms:
         sid = spec.session_id
+        deleting = self._deleting.get(sid)
+        if deleting is not None:  # its rooms, named alike, go first (as in one process)
+            await deleting.wait()
         records = await self._kv(self.registry.all)
         if any(r.session_id == sid for r in records):
             raise SessionExists(f"session {sid!r} already exists")
@@ -255,16 +259,21 @@ class FleetRouter:
 
     async def delete(self, session_id: str) -> None:
         record = await self._owner(session_id)
-        # The record goes first: a worker restarting meanwhile does not bring it back.
-        await self._kv(self.registry.delete, session_id)
-        self._states.pop(session_id, None)
+        done = self._deleting.setdefault(session_id, asyncio.Event())
         try:
+            # The record goes first: a worker restarting meanwhile does not bring it back.
+            await self._kv(self.registry.delete, session_id)
+            self._states.pop(session_id, None)
             await self._ask(record.owner, "delete", session_id)
         except SessionNotFound:
             pass
         except DependencyUnavailable as exc:
             log.warning("fleet: session %s deleted from the registry; its worker did not "
                         "answer (%s): its rooms may remain", session_id, exc.message)
+        finally:
+            if self._deleting.get(session_id) is done:
+                del self._deleting[session_id]
+            done.set()
 
     async def _transition(self, session_id: str, method: str) -> SessionHandle:
         record = await self._owner(session_id)

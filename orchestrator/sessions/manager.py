@@ -40,6 +40,7 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._pending: set[str] = set()  # ids being created: a second create gets 409
         self._abandoned: set[str] = set()  # ids deleted while being created
+        self._closing: dict[str, asyncio.Event] = {}  # ids being deleted: set when done
         self._lock = asyncio.Lock()
         self.models = ModelProvider(settings, triton)
         self._provisioning: dict[str, asyncio.Task[None]] = {}  # session id -> its wait
@@ -69,6 +70,11 @@ class SessionManager:
     async def create(self, spec: SessionSpec, *, rejoin: bool = False) -> SessionRooms:
         """``rejoin``: keep the session's rooms if they exist (a restarted fleet worker)."""
         sid = spec.session_id
+        closing = self._closing.get(sid)
+        if closing is not None:
+            # Its rooms carry the same names: they go first, or the old session's close
+            # would delete the new one's (a create sent while that delete was under way).
+            await closing.wait()
         async with self._lock:
             if sid in self._sessions or sid in self._pending:
                 raise SessionExists(f"session {sid!r} already exists")
@@ -128,7 +134,12 @@ class SessionManager:
         waiting = self._provisioning.pop(session_id, None)
         if waiting is not None:  # the export goes on for others; this session stops waiting
             waiting.cancel()
-        await session.close(delete_rooms=delete_rooms)
+        done = self._closing[session_id] = asyncio.Event()
+        try:
+            await session.close(delete_rooms=delete_rooms)
+        finally:
+            del self._closing[session_id]
+            done.set()
         log.info("session %s deleted", session_id)
 
     async def close_all(self) -> None:
@@ -225,7 +236,8 @@ class SessionManager:
         workspace = spec.workspace_id or str(uuid.uuid4())
         if not _plain(workspace):
             raise InvalidSessionRequest(
-                f"workspace_id {workspace!r} may hold only letters, digits, '-' and '_'"
+                f"workspace_id {workspace!r} must be letters, digits, '-' and '_', with at "
+                "least one letter or digit"
             )
         return SessionConfig.from_spec(spec, s, arena_url, workspace)
 

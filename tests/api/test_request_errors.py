@@ -82,3 +82,11 @@ async def test_a_model_version_triton_cannot_read_is_a_400(orch: Orchestrator,
     "Triton unavailable" (503)."""
     status, detail = await _post(orch, json.dumps({**BODY, "policy_path": f"act_demo:{version}"}))
     assert status == 400 and "VERSION a positive integer" in detail, detail
+
+
+@pytest.mark.parametrize("workspace", ["-", "_", "a.b", "/"])
+async def test_a_workspace_id_refused_says_what_it_must_be(orch: Orchestrator,
+                                                          workspace: str) -> None:
+    """"-" was refused as holding other than letters, digits, '-' and '_'."""
+    status, detail = await _post(orch, json.dumps({**BODY, "workspace_id": workspace}))
+    assert status == 400 and "at least one letter or digit" in detail, detail

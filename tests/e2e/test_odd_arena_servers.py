@@ -1,6 +1,7 @@
 """Servers at a session's Arena URL that answer HTTP but are no Arena server, or barely
-answer: the create ends in bounded time with a 5xx that says why, and leaves nothing.
-Both are real sockets on loopback, each writing the bytes its fault is made of."""
+answer: the create ends in bounded time with a 5xx that says why, and leaves nothing. And
+the real room server behind a proxy that holds its room deletes, as a slow server would.
+All are real sockets on loopback, each writing the bytes its fault is made of."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from orchestrator.arena.rest import ArenaRest
 from orchestrator.triton.launcher import LocalTriton
 from tests.e2e.conftest import e2e_settings
 from tests.support.arena import ArenaServerProcess
 from tests.support.orchestrator import run_orchestrator
+from tests.support.proxy import slow_deletes
 
 Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]
 
@@ -85,3 +88,30 @@ async def test_a_server_that_drips_its_answer_ends_the_create_in_time(
         body["arena_server_url"] = arena.base_url
         assert (await orch.http.post("/sessions", json=body)).status_code == 200
         assert (await orch.http.delete("/sessions/drip")).status_code == 200
+
+
+async def test_a_create_during_the_delete_of_its_id_keeps_its_rooms(
+    e2e_triton: LocalTriton, arena: ArenaServerProcess,
+) -> None:
+    """The id was free once the delete began, so a create of it went ahead while the old
+    session was still deleting its rooms, which have the same names: the new session's
+    camera room went with them, and it waited for frames that could never come."""
+    workspace = "delete-then-create"
+    async with (slow_deletes(arena.base_url, 0.5) as url,
+                run_orchestrator(e2e_settings(e2e_triton)) as orch,
+                ArenaRest(arena.base_url) as rest):
+        body = {"session_id": "again", "policy_path": "tiny_act", "camera_names": ["front"],
+                "arena_server_url": url, "workspace_id": workspace}
+        assert (await orch.http.post("/sessions", json=body)).status_code == 200
+        deleting = asyncio.create_task(orch.http.delete("/sessions/again"))
+        await asyncio.sleep(0.2)  # the delete is under way, its room deletes held
+        created = await orch.http.post("/sessions", json=body)
+        assert (await deleting).status_code == 200
+        assert created.status_code == 200, created.text
+        rooms = created.json()
+        video = {r["id"] for r in await rest.list_video_rooms(workspace)}
+        robotics = {r["id"] for r in await rest.list_robotics_rooms(workspace)}
+        assert set(rooms["camera_room_ids"].values()) <= video, video
+        assert {rooms["joint_input_room_id"], rooms["joint_output_room_id"]} <= robotics
+        assert (await orch.http.delete("/sessions/again")).status_code == 200
+        assert await rest.list_video_rooms(workspace) == []

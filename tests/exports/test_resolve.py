@@ -126,6 +126,17 @@ def test_folders(tmp_path: Path) -> None:
         resolve_folder(FolderSource(run))
 
 
+def test_a_config_nested_past_the_parsers_depth_is_a_source_error(tmp_path: Path) -> None:
+    """json.loads raises RecursionError on deep nesting: it came out of a create as a 500."""
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    for name, data in _files().items():
+        (folder / name).write_bytes(data if isinstance(data, bytes) else data.encode())
+    (folder / "config.json").write_text("[" * 100_000)
+    with pytest.raises(SourceError, match="cannot read"):
+        resolve_folder(FolderSource(folder))
+
+
 def test_parse_then_resolve(hub: Path) -> None:
     sha = add_repo(hub, "org/policy", _files())
     source = parse_source(f"org/policy@{sha}")

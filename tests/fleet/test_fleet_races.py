@@ -20,6 +20,7 @@ from tests.fleet.test_fleet import body, new_id, owner, router
 from tests.support.arena import ArenaServerProcess
 from tests.support.orchestrator import Orchestrator, wait_for
 from tests.support.processes import stopped
+from tests.support.proxy import slow_deletes
 
 
 def frozen(arena: ArenaServerProcess) -> contextlib.AbstractContextManager[None]:
@@ -117,4 +118,34 @@ async def test_sessions_may_be_called_ok_or_error(
     listed = {s["session_id"] for s in (await fleet.http.get("/sessions")).json()}
     assert {"ok", "error"} <= listed
     for sid in ("ok", "error"):
+        assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_a_create_during_the_delete_of_its_id_keeps_its_rooms(
+    fleet: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """As in one process (tests/e2e/test_odd_arena_servers.py), but the create lands on
+    the other worker, not the one still deleting the old session's rooms: the worker's own
+    wait does not see it there."""
+    sid, workspace, filler = new_id("again"), new_id("ws"), new_id("filler")
+    async with slow_deletes(arena.base_url, 0.5) as url, ArenaRest(arena.base_url) as rest:
+        request = {**body(sid, arena), "arena_server_url": url, "workspace_id": workspace}
+        # The filler takes the first worker, the session the other; with the filler gone,
+        # the least loaded worker for the create below is the filler's.
+        await fleet.create_session(**body(filler, arena))
+        assert (await fleet.http.post("/sessions", json=request)).status_code == 200
+        first = owner(fleet, sid)
+        assert first != owner(fleet, filler)
+        assert (await fleet.http.delete(f"/sessions/{filler}")).status_code == 200
+        deleting = asyncio.create_task(fleet.http.delete(f"/sessions/{sid}"))
+        await asyncio.sleep(0.2)  # the delete is under way, its room deletes held
+        created = await fleet.http.post("/sessions", json=request)
+        assert (await deleting).status_code == 200
+        assert created.status_code == 200, created.text
+        assert owner(fleet, sid) != first
+        rooms = created.json()
+        video = {r["id"] for r in await rest.list_video_rooms(workspace)}
+        robotics = {r["id"] for r in await rest.list_robotics_rooms(workspace)}
+        assert set(rooms["camera_room_ids"].values()) <= video, video
+        assert {rooms["joint_input_room_id"], rooms["joint_output_room_id"]} <= robotics
         assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
