@@ -56,10 +56,6 @@ def _host_port(url: str) -> tuple[str, int | None]:
         raise InvalidSessionRequest(f"{what} is not a valid URL: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidSessionRequest(f"{what} must be an http(s) URL with a host")
-    if parts.username is not None or parts.password is not None:
-        # The URL is shown in every status: a password in it would be too.
-        raise InvalidSessionRequest(
-            "transport_server_url/arena_server_url: credentials in the URL are not supported")
     try:
         port = parts.port
         httpx.URL(url)  # what the Arena client will parse, e.g. "[::1]x:8000"
@@ -100,4 +96,10 @@ def check_arena_url(url: str, default_url: str, allowlist: list[str]) -> str:
             f"loopback, {sorted(allowed_hosts)} (add it to the orchestrator's setting "
             "ORCHESTRATOR_ARENA_ALLOWLIST)"
         )
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        # The URL is shown in every status: a password in it would be too. (After the host
+        # check: "http://127.0.0.1@evil.example.com" is a host not allowed.)
+        raise InvalidSessionRequest(
+            "transport_server_url/arena_server_url: credentials in the URL are not supported")
     return url.rstrip("/")
