@@ -19,6 +19,7 @@ from ray.experimental import internal_kv
 
 Desired = Literal["creating", "ready", "running", "stopped"]
 _PREFIX = "fleet/session/"
+_DELETING = "fleet/deleting/"  # a delete under way, by id: when it began (wall clock)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,19 @@ class Registry:
 
     def delete(self, session_id: str) -> None:
         internal_kv._internal_kv_del(self._key(session_id), namespace=self.namespace)
+
+    def mark_deleting(self, session_id: str, at: float) -> None:
+        """A delete of this id is under way (in any API process): a create of it waits."""
+        internal_kv._internal_kv_put((_DELETING + session_id).encode(), repr(at).encode(),
+                                     overwrite=True, namespace=self.namespace)
+
+    def deleting_since(self, session_id: str) -> float | None:
+        raw = internal_kv._internal_kv_get((_DELETING + session_id).encode(),
+                                           namespace=self.namespace)
+        return None if raw is None else float(raw)
+
+    def clear_deleting(self, session_id: str) -> None:
+        internal_kv._internal_kv_del((_DELETING + session_id).encode(), namespace=self.namespace)
 
     def all(self) -> list[SessionRecord]:
         keys = internal_kv._internal_kv_list(_PREFIX.encode(), namespace=self.namespace)

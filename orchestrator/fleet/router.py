@@ -12,19 +12,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import ray
-from ray.exceptions import RayError
 
-from orchestrator.fleet.cluster import call_worker, connect, spawn_workers
+from orchestrator.fleet.link import CALL_TIMEOUT_S, PROBE_TIMEOUT_S, RESTARTING_WAIT_S, WorkerLink
 from orchestrator.fleet.registry import Registry, SessionRecord
 from orchestrator.fleet.worker import (
-    record_error,
     record_for,
     unavailable_status,
     worker_name,
@@ -43,13 +39,11 @@ from orchestrator.settings import Settings
 from orchestrator.triton.client import TritonClient
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-CALL_TIMEOUT_S = 30.0  # a create opens rooms and reads the model: seconds, not more
-PROBE_TIMEOUT_S = 3.0
-RESTARTING_WAIT_S = 8.0  # a killed worker is back in ~2 s on one machine, 3-5 s elsewhere
 REFRESH_S = 1.0
-BOOT_TIMEOUT_S = 90.0
+# The longest a delete can run (its worker call, a restart waited for, registry calls):
+# a delete marker older than that was left by an API process that died mid-delete.
+DELETE_BOUND_S = CALL_TIMEOUT_S + RESTARTING_WAIT_S + 4 * PROBE_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -60,125 +54,17 @@ class SessionHandle:
     state: SessionState
 
 
-class FleetRouter:
+class FleetRouter(WorkerLink):
     def __init__(self, settings: Settings, triton: TritonClient) -> None:
-        self.settings = settings
+        super().__init__(settings)
         self.triton = triton  # the API's own client: health and /debug only
         self.registry = Registry(settings.ray_namespace)
-        self._workers: dict[int, Any] = {}  # index -> actor handle
-        self._alive: dict[int, dict[str, Any]] = {}
-        self._dead: dict[int, str] = {}  # index -> why it does not answer
         self._states: dict[str, SessionHandle] = {}
-        self._deleting: dict[str, asyncio.Event] = {}  # set once its worker has closed it
-        self._ray_error: str | None = "not connected yet"
-        self._owns_cluster = False
         self._refresher: asyncio.Task[None] | None = None
-        self._late: asyncio.Task[None] | None = None
-        self._hold = threading.Event()
 
-    # -- connection ----------------------------------------------------------------------
     async def open(self) -> None:
-        """Connect and start (or find) the workers; when Ray cannot be reached the API
-        still serves, answering 503 with the reason, and joins once Ray answers."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[bool] = loop.create_future()
-
-        def settle(owns: bool, exc: BaseException | None) -> None:
-            if not done.done():
-                done.set_result(owns) if exc is None else done.set_exception(exc)
-
-        def run() -> None:
-            try:
-                owns = connect(self.settings)
-                self._workers.update(spawn_workers(self.settings))
-            except BaseException as exc:
-                loop.call_soon_threadsafe(settle, False, exc)
-            else:
-                loop.call_soon_threadsafe(settle, owns, None)
-                # Ray's local daemons die with the thread that started them (their parent
-                # death signal is per thread): this one lives as long as the connection.
-                self._hold.wait()
-
-        # A daemon thread: ray.init retries an unreachable address for minutes, and the
-        # process must still be able to exit meanwhile.
-        threading.Thread(target=run, name="fleet-connect", daemon=True).start()
-        wait_s = self.settings.ray_connect_timeout_s
-        try:
-            self._owns_cluster = await asyncio.wait_for(asyncio.shield(done), wait_s)
-        except TimeoutError:
-            self._ray_error = f"no answer within {wait_s:.0f} s (still trying)"
-            log.error("fleet: Ray at %s: %s", self._address(), self._ray_error)
-            self._late = asyncio.create_task(self._connected_later(done), name="fleet-join")
-        except Exception as exc:
-            self._ray_error = f"{type(exc).__name__}: {exc}"
-            log.error("fleet: Ray at %s is unreachable: %s", self._address(), self._ray_error)
-        else:
-            await self._joined()
+        await super().open()
         self._refresher = asyncio.create_task(self._refresh_forever(), name="fleet-refresh")
-
-    def _address(self) -> str:
-        return self.settings.ray_address or "(local)"
-
-    async def _connected_later(self, done: asyncio.Future[bool]) -> None:
-        try:
-            self._owns_cluster = await done
-        except Exception as exc:
-            self._ray_error = f"{type(exc).__name__}: {exc}"
-            return
-        await self._joined()
-
-    async def _joined(self) -> None:
-        self._ray_error = None
-        await self._wait_workers()
-        await self.refresh()
-        log.info("fleet: %d worker(s) on Ray %s (%s)", len(self._workers),
-                 ray.get_runtime_context().gcs_address,
-                 "started here" if self._owns_cluster else "joined")
-
-    async def _wait_workers(self, timeout_s: float = BOOT_TIMEOUT_S) -> None:
-        """At boot, until every worker answers (spawning one takes seconds): sessions are
-        placed only on live workers, and none would be live yet."""
-        deadline = time.monotonic() + timeout_s
-        while len(await self._probe()) < len(self._workers):
-            if time.monotonic() > deadline:
-                log.warning("fleet: workers not up after %.0f s: %s", timeout_s, self._dead)
-                return
-            await asyncio.sleep(0.25)
-
-    def _require_ray(self) -> None:
-        if self._ray_error is not None:
-            raise DependencyUnavailable(
-                f"no worker can take sessions: Ray at {self._address()} "
-                f"is unreachable ({self._ray_error})"
-            )
-
-    async def _kv(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        self._require_ray()
-        try:
-            return await asyncio.wait_for(asyncio.to_thread(fn, *args, **kwargs),
-                                          PROBE_TIMEOUT_S * 2)
-        except (TimeoutError, RayError, ConnectionError) as exc:
-            raise DependencyUnavailable(f"the fleet registry (Ray) does not answer: {exc!r}"
-                                        ) from exc
-
-    async def _ask(self, index: int, method: str, *args: Any,
-                   timeout_s: float = CALL_TIMEOUT_S, wait_restart: bool = True) -> Any:
-        """Call a worker; a restarting worker is waited for (briefly) unless told not to."""
-        self._require_ray()
-        handle = self._workers.get(index)
-        if handle is None:  # another API replica runs more workers than this one
-            try:  # a GCS round trip: off the loop
-                handle = await asyncio.to_thread(ray.get_actor, worker_name(index),
-                                                 namespace=self.settings.ray_namespace)
-            except ValueError as exc:
-                raise DependencyUnavailable(f"{worker_name(index)} does not exist") from exc
-            self._workers[index] = handle
-        reply = await call_worker(handle, worker_name(index), method, *args,
-                                  timeout_s=timeout_s, wait_restart_s=RESTARTING_WAIT_S
-                                  if wait_restart else 0.0)
-        if isinstance(reply, dict) and "error" in reply:
-            raise record_error(reply["error"])
-        return reply["ok"] if isinstance(reply, dict) and "ok" in reply else reply
 
     async def _owner(self, session_id: str) -> SessionRecord:
         record = await self._kv(self.registry.get, session_id)
@@ -192,9 +78,7 @@ class FleetRouter:
 
     async def create(self, spec: SessionSpec) -> SessionRooms:
         sid = spec.session_id
-        deleting = self._deleting.get(sid)
-        if deleting is not None:  # its rooms, named alike, go first (as in one process)
-            await deleting.wait()
+        await self._delete_done(sid)
         records = await self._kv(self.registry.all)
         if any(r.session_id == sid for r in records):
             raise SessionExists(f"session {sid!r} already exists")
@@ -239,27 +123,9 @@ class FleetRouter:
                 "sessions); add workers or delete a session")
         return [i for _, i in free]
 
-    async def _probe(self) -> dict[int, dict[str, Any]]:
-        self._require_ray()
-        indices = sorted(self._workers)
-
-        async def one(index: int) -> dict[str, Any] | BaseException:
-            try:
-                return dict(await self._ask(index, "health", timeout_s=PROBE_TIMEOUT_S,
-                                            wait_restart=False))
-            except SessionError as exc:
-                return exc
-
-        results = await asyncio.gather(*(one(i) for i in indices))
-        self._alive = {i: r for i, r in zip(indices, results, strict=True) if isinstance(r, dict)}
-        self._dead = {i: getattr(r, "message", str(r))
-                      for i, r in zip(indices, results, strict=True)
-                      if isinstance(r, BaseException)}
-        return self._alive
-
     async def delete(self, session_id: str) -> None:
         record = await self._owner(session_id)
-        done = self._deleting.setdefault(session_id, asyncio.Event())
+        await self._kv(self.registry.mark_deleting, session_id, time.time())
         try:
             # The record goes first: a worker restarting meanwhile does not bring it back.
             await self._kv(self.registry.delete, session_id)
@@ -271,9 +137,17 @@ class FleetRouter:
             log.warning("fleet: session %s deleted from the registry; its worker did not "
                         "answer (%s): its rooms may remain", session_id, exc.message)
         finally:
-            if self._deleting.get(session_id) is done:
-                del self._deleting[session_id]
-            done.set()
+            with contextlib.suppress(DependencyUnavailable):
+                await self._kv(self.registry.clear_deleting, session_id)
+
+    async def _delete_done(self, session_id: str) -> None:
+        """A delete of this id under way, in this or another API process, ends first: its
+        worker deletes rooms named as the new session's will be (as in one process)."""
+        while (since := await self._kv(self.registry.deleting_since, session_id)) is not None:
+            if time.time() - since > DELETE_BOUND_S:  # left by an API process that died
+                await self._kv(self.registry.clear_deleting, session_id)
+                return
+            await asyncio.sleep(0.05)
 
     async def _transition(self, session_id: str, method: str) -> SessionHandle:
         record = await self._owner(session_id)
