@@ -15,6 +15,7 @@ import pytest
 from orchestrator.arena.robotics import RoboticsProducer
 from orchestrator.sessions.errors import InvalidTransition
 from orchestrator.triton.launcher import LocalTriton
+from sim_robot.robot import SimRobot
 from tests.e2e.conftest import e2e_settings
 from tests.support.arena import ArenaServerProcess
 from tests.support.orchestrator import Orchestrator, run_orchestrator, wait_for
@@ -154,6 +155,13 @@ async def test_emergency_stop_latches_from_every_room_and_the_api_until_start(
     assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
 
 
+async def explain_quiet(orchestrator: Orchestrator, sid: str, robot: SimRobot) -> str:
+    """Why a robot gets no commands: the session's status and queue, what the robot saw."""
+    queue = (await orchestrator.http.get(f"/debug/sessions/{sid}/queue")).json()
+    return (f"status {await orchestrator.status(sid)}; queue {queue}; robot received "
+            f"{len(robot.received)}, estopped {robot.estopped}")
+
+
 @pytest.mark.parametrize("call", ["start", "restart"])
 async def test_an_emergency_stop_that_lands_while_a_start_is_under_way_wins(
     orchestrator: Orchestrator, arena: ArenaServerProcess, call: str
@@ -193,7 +201,8 @@ async def test_an_emergency_stop_that_lands_while_a_start_is_under_way_wins(
         # The next explicit start re-arms.
         robot.reset_emergency_stop()
         assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
-        await wait_for(lambda: len(robot.received) >= count + 10, 30, "commands after")
+        await wait_for(lambda: len(robot.received) >= count + 10, 30, "commands after",
+                       explain=lambda: explain_quiet(orchestrator, sid, robot))
     assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
 
 

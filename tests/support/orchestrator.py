@@ -73,8 +73,10 @@ async def run_orchestrator(settings: Settings, start_timeout_s: float = 30.0
 async def wait_for(
     predicate: Callable[[], Awaitable[bool] | bool], timeout_s: float = 20.0,
     what: str = "condition", interval_s: float = 0.05,
+    explain: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
-    """Poll until ``predicate`` holds; a clear failure (not a hang) when it never does."""
+    """Poll until ``predicate`` holds; a clear failure (not a hang) when it never does,
+    with what ``explain`` reads then (a session's status, say)."""
     deadline = time.monotonic() + timeout_s
     while True:
         result = predicate()
@@ -83,5 +85,6 @@ async def wait_for(
         if result:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+            why = f": {await explain()}" if explain is not None else ""
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}{why}")
         await asyncio.sleep(interval_s)
