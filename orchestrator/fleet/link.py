@@ -5,6 +5,8 @@ does not answer is a 503 with the reason). The router builds the session API on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -26,6 +28,7 @@ CALL_TIMEOUT_S = 30.0  # a create opens rooms and reads the model: seconds, not 
 PROBE_TIMEOUT_S = 3.0
 RESTARTING_WAIT_S = 8.0  # a killed worker is back in ~2 s on one machine, 3-5 s elsewhere
 BOOT_TIMEOUT_S = 90.0
+RETRY_S = (1.0, 2.0, 5.0, 10.0)  # between tries to reach Ray, then every 10 s
 
 
 class WorkerLink:
@@ -47,49 +50,59 @@ class WorkerLink:
         """Connect and start (or find) the workers; when Ray cannot be reached the API
         still serves, answering 503 with the reason, and joins once Ray answers."""
         loop = asyncio.get_running_loop()
-        done: asyncio.Future[bool] = loop.create_future()
-
-        def settle(owns: bool, exc: BaseException | None) -> None:
-            if not done.done():
-                done.set_result(owns) if exc is None else done.set_exception(exc)
+        outcomes: asyncio.Queue[BaseException | bool] = asyncio.Queue()
 
         def run() -> None:
-            try:
-                owns = connect(self.settings)
-                self._workers.update(spawn_workers(self.settings))
-            except BaseException as exc:
-                loop.call_soon_threadsafe(settle, False, exc)
-            else:
-                loop.call_soon_threadsafe(settle, owns, None)
+            for attempt in itertools.count():
+                try:
+                    owns = connect(self.settings)
+                    self._workers.update(spawn_workers(self.settings))
+                except Exception as exc:
+                    loop.call_soon_threadsafe(outcomes.put_nowait, exc)
+                    # A local start that failed (its GCS did not come up, its folder could
+                    # not be made) may have left daemons: gone before the next try.
+                    with contextlib.suppress(Exception):
+                        ray.shutdown()
+                    if self._hold.wait(RETRY_S[min(attempt, len(RETRY_S) - 1)]):
+                        return  # closed meanwhile
+                    continue
+                loop.call_soon_threadsafe(outcomes.put_nowait, owns)
                 # Ray's local daemons die with the thread that started them (their parent
                 # death signal is per thread): this one lives as long as the connection.
                 self._hold.wait()
+                return
 
         # A daemon thread: ray.init retries an unreachable address for minutes, and the
         # process must still be able to exit meanwhile.
         threading.Thread(target=run, name="fleet-connect", daemon=True).start()
         wait_s = self.settings.ray_connect_timeout_s
         try:
-            self._owns_cluster = await asyncio.wait_for(asyncio.shield(done), wait_s)
+            first = await asyncio.wait_for(outcomes.get(), wait_s)
         except TimeoutError:
             self._ray_error = f"no answer within {wait_s:.0f} s (still trying)"
             log.error("fleet: Ray at %s: %s", self._address(), self._ray_error)
-            self._late = asyncio.create_task(self._connected_later(done), name="fleet-join")
-        except Exception as exc:
-            self._ray_error = f"{type(exc).__name__}: {exc}"
-            log.error("fleet: Ray at %s is unreachable: %s", self._address(), self._ray_error)
-        else:
+            self._late = asyncio.create_task(self._connected_later(outcomes), name="fleet-join")
+            return
+        if not self._failed(first):
+            self._owns_cluster = bool(first)
             await self._joined()
+        else:
+            self._late = asyncio.create_task(self._connected_later(outcomes), name="fleet-join")
 
     def _address(self) -> str:
         return self.settings.ray_address or "(local)"
 
-    async def _connected_later(self, done: asyncio.Future[bool]) -> None:
-        try:
-            self._owns_cluster = await done
-        except Exception as exc:
-            self._ray_error = f"{type(exc).__name__}: {exc}"
-            return
+    def _failed(self, outcome: BaseException | bool) -> bool:
+        if not isinstance(outcome, BaseException):
+            return False
+        self._ray_error = f"{type(outcome).__name__}: {outcome} (trying again)"
+        log.error("fleet: Ray at %s: %s", self._address(), self._ray_error)
+        return True
+
+    async def _connected_later(self, outcomes: asyncio.Queue[BaseException | bool]) -> None:
+        while self._failed(outcome := await outcomes.get()):
+            pass
+        self._owns_cluster = bool(outcome)
         await self._joined()
 
     async def _joined(self) -> None:

@@ -14,9 +14,11 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -315,3 +317,34 @@ def test_503_with_the_reason_when_ray_is_unreachable() -> None:
         assert "unreachable" in response.json()["detail"]
         health = httpx.get(f"{url}/health", timeout=30).json()
         assert "unreachable" in health["workers"]["ray"]
+
+
+def test_ray_failing_to_start_is_tried_again(private_ray_dir: str, e2e_triton: LocalTriton,
+                                             arena: ArenaServerProcess) -> None:
+    """A local Ray that fails to start (here its folder cannot be made: a file is in the
+    way, a real fault) is 503s with the reason, then tried again: once the fault is gone,
+    the API joins by itself and serves sessions, no restart needed."""
+    blocked = Path(tempfile.mkdtemp(prefix="t", dir=private_ray_dir)) / "ray"
+    blocked.write_text("not a folder")
+    env = {"ORCHESTRATOR_WORKERS": "2", "ORCHESTRATOR_RAY_CONNECT_TIMEOUT_S": "20",
+           "ORCHESTRATOR_TRITON_URL": e2e_triton.grpc_url, "RAY_TMPDIR": str(blocked),
+           "ORCHESTRATOR_RAY_NAMESPACE": new_id("late")}
+    with api_process(env, timeout_s=60) as url:
+        health = httpx.get(f"{url}/health", timeout=30).json()
+        assert "NotADirectoryError" in health["workers"]["ray"], health
+        response = httpx.post(f"{url}/sessions", timeout=30, json=body(new_id("early"), arena))
+        assert response.status_code == 503 and "trying again" in response.json()["detail"]
+        blocked.unlink()
+
+        def joined() -> bool:
+            workers = httpx.get(f"{url}/health", timeout=30).json()["workers"]
+            return len(workers) == 2 and all(w.get("alive") for w in workers.values())
+
+        deadline = time.monotonic() + 90  # the next try (10 s apart at most), Ray, workers
+        while not joined():
+            assert time.monotonic() < deadline, httpx.get(f"{url}/health", timeout=30).text
+            time.sleep(0.5)
+        sid = new_id("late")
+        response = httpx.post(f"{url}/sessions", timeout=60, json=body(sid, arena))
+        assert response.status_code == 200, response.text
+        assert httpx.delete(f"{url}/sessions/{sid}", timeout=60).status_code == 200
