@@ -10,7 +10,8 @@ pytest process). ``VideoConsumer`` converts with one swscale thread, so it canno
 The scenario runs in a child process (its own session, killed with its process group on
 a timeout), so that a regression fails this test instead of hanging the run: a frame is
 converted as a session does, on the main thread, then Ray is started as the API does,
-from another thread."""
+from another thread, a start that raised being tried again as the API does (seen once
+here: "Failed to connect to GCS within 60 seconds"; what this guards against is a hang)."""
 
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ import signal
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 SCENARIO = """
-import threading, time
+import sys, threading, time
 import av, numpy as np, ray
 from orchestrator.arena.video import VideoConsumer
 from orchestrator.fleet.cluster import connect
@@ -33,7 +35,18 @@ yuv = np.random.default_rng(0).integers(0, 255, (480 * 3 // 2, 640), dtype=np.ui
 consumer._pending = (av.VideoFrame.from_ndarray(yuv, format="yuv420p"), time.monotonic(), 1,
                      None)
 assert consumer.latest().rgb.shape == (480, 640, 3)
-thread = threading.Thread(target=connect, args=(Settings(workers=2),), daemon=True)
+
+def start():  # as the API does (fleet/link.py): a start that raised is tried again
+    for attempt in range(3):
+        try:
+            connect(Settings(workers=2))
+            return
+        except Exception as exc:
+            print(f"ray.init raised (try {attempt + 1}): {exc!r}", file=sys.stderr, flush=True)
+            ray.shutdown()
+            time.sleep(2)
+
+thread = threading.Thread(target=start, daemon=True)
 thread.start()
 thread.join()
 assert ray.is_initialized()
@@ -63,7 +76,7 @@ def test_ray_comes_up_after_the_process_converted_frames(private_ray_dir: str) -
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
-        out, err = proc.communicate(timeout=120)  # seconds normally (4-7 s for Ray here)
+        out, err = proc.communicate(timeout=200)  # seconds normally (4-7 s for Ray here)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)  # the child, its stuck fork, Ray's daemons
         proc.communicate()
@@ -71,3 +84,6 @@ def test_ray_comes_up_after_the_process_converted_frames(private_ray_dir: str) -
                              + ray_log_tails(ray_dir)) from None
     assert proc.returncode == 0 and "ray is up" in out, (
         f"{err[-3000:]}\n{ray_log_tails(ray_dir)}")
+    if "ray.init raised" in err:  # came up on a later try: say so in the run's summary
+        warnings.warn("Ray started only on a later try:\n" + "\n".join(
+            line for line in err.splitlines() if "ray.init raised" in line), stacklevel=1)
