@@ -11,9 +11,9 @@ import os
 import signal
 import time
 import uuid
-from typing import Any
 
 import httpx
+import pytest
 import ray
 
 from orchestrator.arena.rest import ArenaRest
@@ -124,21 +124,20 @@ async def test_sessions_may_be_called_ok_or_error(
         assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
 
 
-async def rooms_exist(rest: ArenaRest, workspace: str, rooms: dict[str, Any]) -> None:
-    video = {r["id"] for r in await rest.list_video_rooms(workspace)}
-    robotics = {r["id"] for r in await rest.list_robotics_rooms(workspace)}
-    assert set(rooms["camera_room_ids"].values()) <= video, video
-    assert {rooms["joint_input_room_id"], rooms["joint_output_room_id"]} <= robotics
-
-
+@pytest.mark.parametrize("creator", ["this API process", "another API process"])
 async def test_a_create_during_the_delete_of_its_id_keeps_its_rooms(
-    fleet: Orchestrator, arena: ArenaServerProcess
+    fleet: Orchestrator, arena: ArenaServerProcess, e2e_triton: LocalTriton, creator: str
 ) -> None:
     """As in one process (tests/e2e/test_odd_arena_servers.py), but the create lands on
     the other worker, not the one still deleting the old session's rooms: the worker's own
-    wait does not see it there."""
+    wait does not see it there. Sent to a second API process, the create is the same race
+    across API replicas: that process has no memory of this one's delete."""
     sid, workspace, filler = new_id("again"), new_id("ws"), new_id("filler")
-    async with slow_deletes(arena.base_url, 0.5) as url, ArenaRest(arena.base_url) as rest:
+    env = {"ORCHESTRATOR_WORKERS": "2", "ORCHESTRATOR_RAY_ADDRESS": ray.get_runtime_context()
+           .gcs_address, "ORCHESTRATOR_TRITON_URL": e2e_triton.grpc_url,
+           "ORCHESTRATOR_RAY_NAMESPACE": fleet.app.state.settings.ray_namespace}
+    async with slow_deletes(arena.base_url, 0.5) as url, ArenaRest(arena.base_url) as rest, \
+            contextlib.AsyncExitStack() as stack:
         request = {**body(sid, arena), "arena_server_url": url, "workspace_id": workspace}
         # The filler takes the first worker, the session the other; with the filler gone,
         # the least loaded worker for the create below is the filler's.
@@ -147,39 +146,19 @@ async def test_a_create_during_the_delete_of_its_id_keeps_its_rooms(
         first = owner(fleet, sid)
         assert first != owner(fleet, filler)
         assert (await fleet.http.delete(f"/sessions/{filler}")).status_code == 200
+        client = fleet.http
+        if creator == "another API process":
+            client = await stack.enter_async_context(httpx.AsyncClient(
+                base_url=stack.enter_context(api_process(env)), timeout=30))
         deleting = asyncio.create_task(fleet.http.delete(f"/sessions/{sid}"))
         await asyncio.sleep(0.2)  # the delete is under way, its room deletes held
-        created = await fleet.http.post("/sessions", json=request)
+        created = await client.post("/sessions", json=request)
         assert (await deleting).status_code == 200
         assert created.status_code == 200, created.text
         assert owner(fleet, sid) != first
-        await rooms_exist(rest, workspace, created.json())
-        assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
-
-
-async def test_a_create_in_another_api_process_during_the_delete_keeps_its_rooms(
-    fleet: Orchestrator, arena: ArenaServerProcess, e2e_triton: LocalTriton
-) -> None:
-    """The same race across API replicas: the delete runs in this API process, the create
-    of the same id comes to a second one, and lands on the other worker."""
-    sid, workspace, filler = new_id("again"), new_id("ws"), new_id("filler")
-    env = {"ORCHESTRATOR_WORKERS": "2", "ORCHESTRATOR_RAY_ADDRESS": ray.get_runtime_context()
-           .gcs_address, "ORCHESTRATOR_TRITON_URL": e2e_triton.grpc_url,
-           "ORCHESTRATOR_RAY_NAMESPACE": fleet.app.state.settings.ray_namespace}
-    async with slow_deletes(arena.base_url, 0.5) as url, ArenaRest(arena.base_url) as rest:
-        request = {**body(sid, arena), "arena_server_url": url, "workspace_id": workspace}
-        await fleet.create_session(**body(filler, arena))
-        assert (await fleet.http.post("/sessions", json=request)).status_code == 200
-        first = owner(fleet, sid)
-        assert first != owner(fleet, filler)
-        assert (await fleet.http.delete(f"/sessions/{filler}")).status_code == 200
-        with api_process(env) as other_url:
-            async with httpx.AsyncClient(base_url=other_url, timeout=30) as other:
-                deleting = asyncio.create_task(fleet.http.delete(f"/sessions/{sid}"))
-                await asyncio.sleep(0.2)  # the delete is under way, its room deletes held
-                created = await other.post("/sessions", json=request)
-                assert (await deleting).status_code == 200
-                assert created.status_code == 200, created.text
-                assert owner(fleet, sid) != first
-                await rooms_exist(rest, workspace, created.json())
-                assert (await other.delete(f"/sessions/{sid}")).status_code == 200
+        rooms = created.json()
+        video = {r["id"] for r in await rest.list_video_rooms(workspace)}
+        robotics = {r["id"] for r in await rest.list_robotics_rooms(workspace)}
+        assert set(rooms["camera_room_ids"].values()) <= video, video
+        assert {rooms["joint_input_room_id"], rooms["joint_output_room_id"]} <= robotics
+        assert (await client.delete(f"/sessions/{sid}")).status_code == 200
