@@ -10,8 +10,10 @@ pytest process). ``VideoConsumer`` converts with one swscale thread, so it canno
 The scenario runs in a child process (its own session, killed with its process group on
 a timeout), so that a regression fails this test instead of hanging the run: a frame is
 converted as a session does, on the main thread, then Ray is started as the API does,
-from another thread, a start that raised being tried again as the API does (seen once
-here: "Failed to connect to GCS within 60 seconds"; what this guards against is a hang)."""
+from another thread that lives on, as the API's does: Ray's daemons die when the thread
+that started them ends (their parent-death signal), and a scenario whose thread ended
+failed now and then ("Failed to connect to GCS within 60 seconds" at the shutdown). A
+start that raised is tried again, as the API does: what this guards against is a hang."""
 
 from __future__ import annotations
 
@@ -36,22 +38,28 @@ consumer._pending = (av.VideoFrame.from_ndarray(yuv, format="yuv420p"), time.mon
                      None)
 assert consumer.latest().rgb.shape == (480, 640, 3)
 
-def start():  # as the API does (fleet/link.py): a start that raised is tried again
+started, done = threading.Event(), threading.Event()
+
+def start():  # as the API does (fleet/link.py): a start that raised is tried again, and
+    # the thread lives on: Ray's daemons get a parent-death signal when it ends
     for attempt in range(3):
         try:
             connect(Settings(workers=2))
-            return
+            break
         except Exception as exc:
             print(f"ray.init raised (try {attempt + 1}): {exc!r}", file=sys.stderr, flush=True)
             ray.shutdown()
             time.sleep(2)
+    started.set()
+    done.wait()
 
 thread = threading.Thread(target=start, daemon=True)
 thread.start()
-thread.join()
+started.wait()
 assert ray.is_initialized()
 print("ray is up", flush=True)
 ray.shutdown()
+done.set()
 """
 
 
