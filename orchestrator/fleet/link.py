@@ -81,13 +81,12 @@ class WorkerLink:
         except TimeoutError:
             self._ray_error = f"no answer within {wait_s:.0f} s (still trying)"
             log.error("fleet: Ray at %s: %s", self._address(), self._ray_error)
-            self._late = asyncio.create_task(self._connected_later(outcomes), name="fleet-join")
-            return
-        if not self._failed(first):
-            self._owns_cluster = bool(first)
-            await self._joined()
         else:
-            self._late = asyncio.create_task(self._connected_later(outcomes), name="fleet-join")
+            if not self._failed(first):
+                self._owns_cluster = bool(first)
+                await self._joined()
+                return
+        self._late = asyncio.create_task(self._connected_later(outcomes), name="fleet-join")
 
     def _address(self) -> str:
         return self.settings.ray_address or "(local)"
