@@ -19,7 +19,11 @@ from ray.experimental import internal_kv
 
 Desired = Literal["creating", "ready", "running", "stopped"]
 _PREFIX = "fleet/session/"
-_DELETING = "fleet/deleting/"  # a delete under way, by id: when it began (wall clock)
+_DELETING = "fleet/deleting/"
+
+
+def _deleting_key(session_id: str, by: str) -> bytes:
+    return f"{_DELETING}{session_id}/{by}".encode()  # ids never hold a "/" (their pattern)
 
 
 @dataclass(frozen=True)
@@ -80,18 +84,39 @@ class Registry:
     def delete(self, session_id: str) -> None:
         internal_kv._internal_kv_del(self._key(session_id), namespace=self.namespace)
 
-    def mark_deleting(self, session_id: str, at: float) -> None:
-        """A delete of this id is under way (in any API process): a create of it waits."""
-        internal_kv._internal_kv_put((_DELETING + session_id).encode(), repr(at).encode(),
+    # A delete under way, by id and by who runs it (an API process: "api-<Ray job id>"; a
+    # worker: "worker-<index>"), with when it began (wall clock). A create of the id waits
+    # while one is there: the deleter removes rooms named as the new session's will be.
+    def mark_deleting(self, session_id: str, by: str, at: float) -> None:
+        internal_kv._internal_kv_put(_deleting_key(session_id, by), repr(at).encode(),
                                      overwrite=True, namespace=self.namespace)
 
-    def deleting_since(self, session_id: str) -> float | None:
-        raw = internal_kv._internal_kv_get((_DELETING + session_id).encode(),
-                                           namespace=self.namespace)
-        return None if raw is None else float(raw)
+    def deletes_of(self, session_id: str) -> dict[str, float]:
+        """The deletes of this id under way: who runs each, and since when."""
+        prefix = _deleting_key(session_id, "")
+        found = {}
+        for key in internal_kv._internal_kv_list(prefix, namespace=self.namespace):
+            raw = internal_kv._internal_kv_get(key, namespace=self.namespace)
+            if raw is not None:  # cleared between the listing and the read
+                found[key[len(prefix):].decode()] = float(raw)
+        return found
 
-    def clear_deleting(self, session_id: str) -> None:
-        internal_kv._internal_kv_del((_DELETING + session_id).encode(), namespace=self.namespace)
+    def clear_deleting(self, session_id: str, by: str) -> None:
+        internal_kv._internal_kv_del(_deleting_key(session_id, by), namespace=self.namespace)
+
+    def clear_deletes_by(self, prefix: str) -> int:
+        """Remove every mark whose writer starts with ``prefix`` (a worker that restarted:
+        its deletes died with it); how many there were."""
+        keys = internal_kv._internal_kv_list(_DELETING.encode(), namespace=self.namespace)
+        mine = [key for key in keys if key.rsplit(b"/", 1)[-1].startswith(prefix.encode())]
+        for key in mine:
+            internal_kv._internal_kv_del(key, namespace=self.namespace)
+        return len(mine)
+
+    def session_ids(self) -> set[str]:
+        """Ids with a record: one listing, no record read."""
+        keys = internal_kv._internal_kv_list(_PREFIX.encode(), namespace=self.namespace)
+        return {key.decode()[len(_PREFIX):] for key in keys}
 
     def all(self) -> list[SessionRecord]:
         keys = internal_kv._internal_kv_list(_PREFIX.encode(), namespace=self.namespace)

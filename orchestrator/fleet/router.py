@@ -18,6 +18,7 @@ from typing import Any
 
 import ray
 
+from orchestrator.fleet.deletes import API_MARK, live_jobs, stale_marks
 from orchestrator.fleet.link import CALL_TIMEOUT_S, PROBE_TIMEOUT_S, RESTARTING_WAIT_S, WorkerLink
 from orchestrator.fleet.registry import Registry, SessionRecord
 from orchestrator.fleet.worker import (
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 REFRESH_S = 1.0
 # The longest a delete can run (its worker call, a restart waited for, registry calls):
-# a delete marker older than that was left by an API process that died mid-delete.
+# a delete mark older than that is of a writer that hung or was lost (fleet/deletes.py).
 DELETE_BOUND_S = CALL_TIMEOUT_S + RESTARTING_WAIT_S + 4 * PROBE_TIMEOUT_S
 
 
@@ -61,6 +62,7 @@ class FleetRouter(WorkerLink):
         self.registry = Registry(settings.ray_namespace)
         self._states: dict[str, SessionHandle] = {}
         self._refresher: asyncio.Task[None] | None = None
+        self._marks = 0  # numbers this process's delete marks
 
     async def open(self) -> None:
         await super().open()
@@ -78,7 +80,6 @@ class FleetRouter(WorkerLink):
 
     async def create(self, spec: SessionSpec) -> SessionRooms:
         sid = spec.session_id
-        await self._delete_done(sid)
         records = await self._kv(self.registry.all)
         if any(r.session_id == sid for r in records):
             raise SessionExists(f"session {sid!r} already exists")
@@ -90,6 +91,9 @@ class FleetRouter(WorkerLink):
             raise SessionExists(f"session {sid!r} already exists")
         reasons = []
         try:
+            # After the reservation: a delete that marks the id from now on (a worker's
+            # sweep) reads the record again first, and keeps this session's rooms.
+            await self._delete_done(sid)
             for index in candidates:
                 await self._kv(self.registry.update, sid, owner=index)
                 try:
@@ -125,7 +129,9 @@ class FleetRouter(WorkerLink):
 
     async def delete(self, session_id: str) -> None:
         record = await self._owner(session_id)
-        await self._kv(self.registry.mark_deleting, session_id, time.time())
+        self._marks += 1
+        by = f"{API_MARK}{ray.get_runtime_context().get_job_id()}-{self._marks}"
+        await self._kv(self.registry.mark_deleting, session_id, by, time.time())
         try:
             # The record goes first: a worker restarting meanwhile does not bring it back.
             await self._kv(self.registry.delete, session_id)
@@ -138,14 +144,21 @@ class FleetRouter(WorkerLink):
                         "answer (%s): its rooms may remain", session_id, exc.message)
         finally:
             with contextlib.suppress(DependencyUnavailable):
-                await self._kv(self.registry.clear_deleting, session_id)
+                await self._kv(self.registry.clear_deleting, session_id, by)
 
     async def _delete_done(self, session_id: str) -> None:
-        """A delete of this id under way, in this or another API process, ends first: its
-        worker deletes rooms named as the new session's will be (as in one process)."""
-        while (since := await self._kv(self.registry.deleting_since, session_id)) is not None:
-            if time.time() - since > DELETE_BOUND_S:  # left by an API process that died
-                await self._kv(self.registry.clear_deleting, session_id)
+        """Deletes of this id under way, in this or another API process or a worker, end
+        first (fleet/deletes.py): they remove rooms named as the new session's will be."""
+        while marks := await self._kv(self.registry.deletes_of, session_id):
+            jobs = await self._kv(live_jobs) if any(m.startswith(API_MARK) for m in marks) \
+                else ()
+            stale = stale_marks(marks, jobs, time.time(), DELETE_BOUND_S)
+            for by in stale:
+                log.warning("fleet: the delete of %s by %s cannot be running (its process "
+                            "is gone, or it began over %.0f s ago): its mark is cleared",
+                            session_id, by, DELETE_BOUND_S)
+                await self._kv(self.registry.clear_deleting, session_id, by)
+            if stale == marks.keys():
                 return
             await asyncio.sleep(0.05)
 

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
+from orchestrator.fleet.deletes import WorkerDeletes
 from orchestrator.fleet.registry import Desired, Registry, SessionRecord
 from orchestrator.observability.metrics import Family, session_families
 from orchestrator.sessions import errors
@@ -98,12 +99,16 @@ class SessionWorker:
         self._write_order = asyncio.Lock()
         self._stops: set[str] = set()  # stops answered while the session was being restored
         self._latches: dict[str, int] = {}  # emergency stops seen, per session
+        self.deletes = WorkerDeletes(self.registry, self.manager, index)
+        await self.deletes.forget_earlier()
         records = await asyncio.to_thread(self.registry.owned_by, index)
         for record in records:
             if record.desired != "creating":  # a create still under way belongs to its caller
                 self._restoring[record.session_id] = asyncio.Event()
         self.restored = len(self._restoring)
         self._restore_task = asyncio.create_task(self._restore(), name="fleet-restore")
+        self._sweep_task = asyncio.create_task(
+            self.deletes.sweep_forever(lambda: self._restoring), name="fleet-sweep")
         log.info("%s up (pid %d): restoring %d session(s)", self.name, os.getpid(),
                  self.restored)
 
@@ -130,7 +135,7 @@ class SessionWorker:
         # meanwhile (a stop, a delete), and the fresh one is what the session must become.
         fresh = await asyncio.to_thread(self.registry.get, session_id)
         if fresh is None or fresh.owner != self.index:
-            await self.manager.delete(session_id, delete_rooms=fresh is None)
+            await self.deletes.close(session_id, delete_rooms=fresh is None)
             self._restored(session_id)
             return
         if fresh.latched:
@@ -233,7 +238,7 @@ class SessionWorker:
             if record is None or record.owner != self.index:
                 # The caller gave up on this create (its timeout, a delete meanwhile): the
                 # session would run here unlisted and unreachable.
-                await self.manager.delete(parsed.session_id, delete_rooms=record is None)
+                await self.deletes.close(parsed.session_id, delete_rooms=record is None)
                 raise CreateAbandoned(f"session {parsed.session_id!r} was deleted or placed "
                                       "elsewhere while it was being created")
             return asdict(rooms)
@@ -269,7 +274,7 @@ class SessionWorker:
     async def delete(self, session_id: str) -> Reply:
         async def run() -> None:
             await self._settled(session_id)
-            await self.manager.delete(session_id)
+            await self.deletes.close(session_id)
             self._latches.pop(session_id, None)
         return await self._guard(run)
 
@@ -322,6 +327,7 @@ class SessionWorker:
     async def close_all(self) -> None:
         """Delete every session of this worker (the local fleet shutting down)."""
         self._restore_task.cancel()
+        self._sweep_task.cancel()
         await self.manager.close_all()
         await self.triton.close()
 

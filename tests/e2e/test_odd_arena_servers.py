@@ -97,11 +97,11 @@ async def test_a_create_during_the_delete_of_its_id_keeps_its_rooms(
     session was still deleting its rooms, which have the same names: the new session's
     camera room went with them, and it waited for frames that could never come."""
     workspace = "delete-then-create"
-    async with (slow_deletes(arena.base_url, 0.5) as url,
+    async with (slow_deletes(arena.base_url, 0.5) as proxy,
                 run_orchestrator(e2e_settings(e2e_triton)) as orch,
                 ArenaRest(arena.base_url) as rest):
         body = {"session_id": "again", "policy_path": "tiny_act", "camera_names": ["front"],
-                "arena_server_url": url, "workspace_id": workspace}
+                "arena_server_url": proxy.url, "workspace_id": workspace}
         assert (await orch.http.post("/sessions", json=body)).status_code == 200
         deleting = asyncio.create_task(orch.http.delete("/sessions/again"))
         await asyncio.sleep(0.2)  # the delete is under way, its room deletes held

@@ -18,6 +18,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -214,9 +215,15 @@ async def test_a_killed_worker_brings_its_sessions_back_and_the_latch_holds(
         assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
 
 
+@dataclass(frozen=True)
+class ApiProcess:
+    url: str
+    proc: subprocess.Popen[bytes]
+
+
 @contextlib.contextmanager
-def api_process(env: dict[str, str], timeout_s: float = 120.0) -> Iterator[str]:
-    """``python -m orchestrator`` in its own process (its own Ray driver); its base URL."""
+def api_process(env: dict[str, str], timeout_s: float = 120.0) -> Iterator[ApiProcess]:
+    """``python -m orchestrator`` in its own process (its own Ray driver), serving."""
     port = free_port()
     full = {**os.environ, **env, "ORCHESTRATOR_PORT": str(port), "ORCHESTRATOR_HOST": "127.0.0.1",
             "ORCHESTRATOR_LOG_LEVEL": "WARNING"}
@@ -232,7 +239,7 @@ def api_process(env: dict[str, str], timeout_s: float = 120.0) -> Iterator[str]:
                     break
             assert time.monotonic() < deadline, "the second API process did not start"
             time.sleep(0.25)
-        yield base
+        yield ApiProcess(base, proc)
     finally:
         stop_process(proc, 30)
 
@@ -244,8 +251,8 @@ async def test_a_second_api_process_lists_and_drives_the_same_sessions(
     created = await fleet.create_session(**body(a, arena))
     env = {"ORCHESTRATOR_WORKERS": "2", "ORCHESTRATOR_RAY_ADDRESS": ray.get_runtime_context()
            .gcs_address, "ORCHESTRATOR_TRITON_URL": e2e_triton.grpc_url}
-    with api_process(env) as other_url:
-        async with httpx.AsyncClient(base_url=other_url, timeout=30) as other, \
+    with api_process(env) as api:
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as other, \
                 robot_for(created, arena.base_url) as robot:
             listed = {s["session_id"] for s in (await other.get("/sessions")).json()}
             assert a in listed
@@ -309,7 +316,8 @@ def test_503_with_the_reason_when_ray_is_unreachable() -> None:
     dead = f"127.0.0.1:{free_port()}"
     env = {"ORCHESTRATOR_WORKERS": "2", "ORCHESTRATOR_RAY_ADDRESS": dead,
            "ORCHESTRATOR_RAY_CONNECT_TIMEOUT_S": "2", "ORCHESTRATOR_TRITON_URL": dead}
-    with api_process(env, timeout_s=60) as url:
+    with api_process(env, timeout_s=60) as api:
+        url = api.url
         response = httpx.post(f"{url}/sessions", timeout=30, json={
             "session_id": "unreachable", "policy_path": "tiny_act"})
         assert response.status_code == 503, response.text
@@ -329,7 +337,8 @@ def test_ray_failing_to_start_is_tried_again(private_ray_dir: str, e2e_triton: L
     env = {"ORCHESTRATOR_WORKERS": "2", "ORCHESTRATOR_RAY_CONNECT_TIMEOUT_S": "20",
            "ORCHESTRATOR_TRITON_URL": e2e_triton.grpc_url, "RAY_TMPDIR": str(blocked),
            "ORCHESTRATOR_RAY_NAMESPACE": new_id("late")}
-    with api_process(env, timeout_s=60) as url:
+    with api_process(env, timeout_s=60) as api:
+        url = api.url
         health = httpx.get(f"{url}/health", timeout=30).json()
         assert "NotADirectoryError" in health["workers"]["ray"], health
         response = httpx.post(f"{url}/sessions", timeout=30, json=body(new_id("early"), arena))

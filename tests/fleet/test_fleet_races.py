@@ -136,9 +136,9 @@ async def test_a_create_during_the_delete_of_its_id_keeps_its_rooms(
     env = {"ORCHESTRATOR_WORKERS": "2", "ORCHESTRATOR_RAY_ADDRESS": ray.get_runtime_context()
            .gcs_address, "ORCHESTRATOR_TRITON_URL": e2e_triton.grpc_url,
            "ORCHESTRATOR_RAY_NAMESPACE": fleet.app.state.settings.ray_namespace}
-    async with slow_deletes(arena.base_url, 0.5) as url, ArenaRest(arena.base_url) as rest, \
+    async with slow_deletes(arena.base_url, 0.5) as proxy, ArenaRest(arena.base_url) as rest, \
             contextlib.AsyncExitStack() as stack:
-        request = {**body(sid, arena), "arena_server_url": url, "workspace_id": workspace}
+        request = {**body(sid, arena), "arena_server_url": proxy.url, "workspace_id": workspace}
         # The filler takes the first worker, the session the other; with the filler gone,
         # the least loaded worker for the create below is the filler's.
         await fleet.create_session(**body(filler, arena))
@@ -149,7 +149,7 @@ async def test_a_create_during_the_delete_of_its_id_keeps_its_rooms(
         client = fleet.http
         if creator == "another API process":
             client = await stack.enter_async_context(httpx.AsyncClient(
-                base_url=stack.enter_context(api_process(env)), timeout=30))
+                base_url=stack.enter_context(api_process(env)).url, timeout=30))
         deleting = asyncio.create_task(fleet.http.delete(f"/sessions/{sid}"))
         await asyncio.sleep(0.2)  # the delete is under way, its room deletes held
         created = await client.post("/sessions", json=request)
@@ -162,3 +162,83 @@ async def test_a_create_during_the_delete_of_its_id_keeps_its_rooms(
         assert set(rooms["camera_room_ids"].values()) <= video, video
         assert {rooms["joint_input_room_id"], rooms["joint_output_room_id"]} <= robotics
         assert (await client.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_a_create_after_the_api_process_deleting_its_id_was_killed(
+    fleet: Orchestrator, arena: ArenaServerProcess, e2e_triton: LocalTriton
+) -> None:
+    """A second API process is killed (SIGKILL) while its delete runs, its worker still
+    removing the old session's rooms (the room server's DELETEs held). Its mark dies with
+    it: its Ray job is dead, so the create here does not wait out the bound (50 s, over
+    this client's 30 s). The worker's own mark stands until the rooms are gone: the
+    create waits for that, and the new session's rooms stay."""
+    sid, workspace, filler = new_id("killed"), new_id("ws"), new_id("filler")
+    env = {"ORCHESTRATOR_WORKERS": "2", "ORCHESTRATOR_RAY_ADDRESS": ray.get_runtime_context()
+           .gcs_address, "ORCHESTRATOR_TRITON_URL": e2e_triton.grpc_url,
+           "ORCHESTRATOR_RAY_NAMESPACE": fleet.app.state.settings.ray_namespace}
+    registry = router(fleet).registry
+    async with slow_deletes(arena.base_url, 1.5) as proxy, ArenaRest(arena.base_url) as rest:
+        request = {**body(sid, arena), "arena_server_url": proxy.url, "workspace_id": workspace}
+        await fleet.create_session(**body(filler, arena))  # as above: the create lands
+        assert (await fleet.http.post("/sessions", json=request)).status_code == 200
+        first = owner(fleet, sid)  # on the worker that is not deleting
+        assert (await fleet.http.delete(f"/sessions/{filler}")).status_code == 200
+        with api_process(env) as other:
+            async with httpx.AsyncClient(base_url=other.url, timeout=30) as client:
+                deleting = asyncio.create_task(client.delete(f"/sessions/{sid}"))
+
+                def marked_by_both() -> bool:
+                    marks = registry.deletes_of(sid)
+                    return any(m.startswith("api-") for m in marks) and any(
+                        m.startswith("worker-") for m in marks)
+                await wait_for(marked_by_both, 10, "the delete's marks (API process, worker)")
+                other.proc.kill()
+                other.proc.wait()
+                with contextlib.suppress(httpx.HTTPError):
+                    await deleting
+        created = await fleet.http.post("/sessions", json=request, timeout=30)
+        assert created.status_code == 200, created.text
+        assert owner(fleet, sid) != first
+        # The old session's room deletes are through (the create waited for them): what
+        # they left is what the new session has.
+        await wait_for(lambda: proxy.holding == 0, 15, "the held room deletes to pass")
+        await asyncio.sleep(0.2)  # the last one, passed on, reaches the room server
+        assert registry.deletes_of(sid) == {}  # the dead process's mark was cleared
+        rooms = created.json()
+        video = {r["id"] for r in await rest.list_video_rooms(workspace)}
+        robotics = {r["id"] for r in await rest.list_robotics_rooms(workspace)}
+        assert set(rooms["camera_room_ids"].values()) <= video, video
+        assert {rooms["joint_input_room_id"], rooms["joint_output_room_id"]} <= robotics
+        assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_a_session_whose_record_is_gone_is_closed_by_its_worker(
+    fleet: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """An API process that dies, or gives up, between removing a session's record and
+    reaching its worker left the session running there: unlisted, out of the API's reach,
+    driving its robot. The record is removed here as that process would have done (the
+    millisecond between its two steps cannot be hit for real); the worker's sweep closes
+    the session and removes its rooms."""
+    sid, workspace = new_id("orphan"), new_id("ws")
+    created = await fleet.http.post("/sessions", json={**body(sid, arena),
+                                                      "workspace_id": workspace})
+    assert created.status_code == 200, created.text
+    assert (await fleet.http.post(f"/sessions/{sid}/start")).json()["status"] == "running"
+    handle = ray.get_actor(worker_name(owner(fleet, sid)),
+                           namespace=fleet.app.state.settings.ray_namespace)
+    assert sid in (await handle.list.remote())["ok"]
+    router(fleet).registry.delete(sid)
+
+    async def closed() -> bool:
+        return sid not in (await handle.list.remote())["ok"]
+    await wait_for(closed, 20, "the worker to close the session")
+    async with ArenaRest(arena.base_url) as rest:
+        await wait_for(lambda: _no_rooms(rest, workspace), 10, "the session's rooms to go")
+    assert router(fleet).registry.deletes_of(sid) == {}
+    assert (await fleet.http.get(f"/sessions/{sid}")).status_code == 404
+
+
+async def _no_rooms(rest: ArenaRest, workspace: str) -> bool:
+    return not (await rest.list_video_rooms(workspace)
+                or await rest.list_robotics_rooms(workspace))

@@ -1,5 +1,5 @@
-"""Pure parts of the fleet, without Ray: registry records, error round trips, the order
-in which Triton replicas are tried."""
+"""Pure parts of the fleet, without Ray: registry records, error round trips, stale delete
+marks, the order in which Triton replicas are tried."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 from hypothesis import given
 from hypothesis import strategies as st
 
+from orchestrator.fleet.deletes import stale_marks
 from orchestrator.fleet.registry import SessionRecord
 from orchestrator.fleet.worker import _error, record_error
 from orchestrator.sessions.errors import InvalidTransition, SessionError, TooManySessions
@@ -58,3 +59,20 @@ def test_replicas_are_tried_preferred_first_and_cooling_ones_last(
     assert order[:len(up)] == up  # the live ones first
     if preferred % n not in down:
         assert order[0] == preferred % n
+
+
+jobs = st.text("0123456789abcdef", min_size=8, max_size=8)
+
+
+@given(marks=st.dictionaries(
+           st.one_of(st.builds(lambda j, n: f"api-{j}-{n}", jobs, st.integers(1, 99)),
+                     st.builds(lambda i, n: f"worker-{i}-{n}", st.integers(0, 9),
+                               st.integers(1, 99))),
+           st.floats(0, 200), max_size=6),
+       live=st.sets(jobs, max_size=4), now=st.floats(0, 200))
+def test_a_delete_mark_is_stale_only_when_its_writer_is_gone_or_out_of_time(
+        marks: dict[str, float], live: set[str], now: float) -> None:
+    stale = stale_marks(marks, live, now, 50.0)
+    for by, since in marks.items():
+        gone = by.startswith("api-") and by.split("-")[1] not in live
+        assert (by in stale) == (gone or now - since > 50.0), (by, since)

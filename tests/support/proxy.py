@@ -5,21 +5,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+
+@dataclass
+class SlowDeletes:
+    url: str = ""
+    holding: int = 0  # DELETE requests received and not passed on yet
 
 
 @contextlib.asynccontextmanager
-async def slow_deletes(upstream: str, hold_s: float) -> AsyncIterator[str]:
+async def slow_deletes(upstream: str, hold_s: float) -> AsyncIterator[SlowDeletes]:
     """A TCP proxy to ``upstream`` that holds every DELETE request for ``hold_s``."""
     host, port = upstream.removeprefix("http://").split(":")
+    proxy = SlowDeletes()
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                    hold: bool) -> None:
         with contextlib.suppress(ConnectionError):
             while chunk := await reader.read(65536):
-                if hold and chunk.startswith(b"DELETE "):
+                held = hold and chunk.startswith(b"DELETE ")
+                if held:
+                    proxy.holding += 1
                     await asyncio.sleep(hold_s)
                 writer.write(chunk)
                 await writer.drain()
+                if held:
+                    proxy.holding -= 1
         writer.close()
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -28,6 +40,7 @@ async def slow_deletes(upstream: str, hold_s: float) -> AsyncIterator[str]:
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
     try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        proxy.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        yield proxy
     finally:
         server.close()
