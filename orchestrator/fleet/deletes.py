@@ -8,7 +8,7 @@ id stands, unless the mark's writer is gone:
 
 - ``api-<Ray job id>-<n>``: the job (that API process, a Ray driver) is dead. The GCS marks
   a driver's job dead within ~50 ms of a SIGKILL (measured here, Ray 2.60).
-- ``worker-<index>-<n>``: cleared by the worker's next process when Ray restarts it.
+- ``worker-<index>-<pid>-<n>``: cleared by the worker's next process when Ray restarts it.
 - Either, older than the longest a delete can run: its writer hung or was lost with its
   node.
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Collection
 from typing import Any
@@ -112,8 +113,8 @@ class WorkerDeletes:
                 await self._quietly(self.registry.clear_deleting, sid, by)
 
     def _mark_name(self) -> str:
-        self._count += 1
-        return f"worker-{self.index}-{self._count}"
+        self._count += 1  # the pid: a restarted worker's marks are not its last process's
+        return f"worker-{self.index}-{os.getpid()}-{self._count}"
 
     async def _quietly(self, fn: Callable[..., Any], *args: Any) -> None:
         """A registry write that must not fail the delete it goes with."""

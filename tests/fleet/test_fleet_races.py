@@ -242,3 +242,28 @@ async def test_a_session_whose_record_is_gone_is_closed_by_its_worker(
 async def _no_rooms(rest: ArenaRest, workspace: str) -> bool:
     return not (await rest.list_video_rooms(workspace)
                 or await rest.list_robotics_rooms(workspace))
+
+
+async def test_a_create_after_the_worker_deleting_its_id_was_killed(
+    fleet: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """The worker removing a session's rooms is killed (SIGKILL) mid-delete. Its mark goes
+    when Ray restarts it (its new process has no delete running), so a create of the id
+    does not wait out the bound (50 s, over this client's 30 s)."""
+    sid, workspace = new_id("wkill"), new_id("ws")
+    registry = router(fleet).registry
+    async with slow_deletes(arena.base_url, 3.0) as proxy:
+        request = {**body(sid, arena), "arena_server_url": proxy.url, "workspace_id": workspace}
+        assert (await fleet.http.post("/sessions", json=request)).status_code == 200
+        handle = ray.get_actor(worker_name(owner(fleet, sid)),
+                               namespace=fleet.app.state.settings.ray_namespace)
+        pid = await handle.pid.remote()
+        deleting = asyncio.create_task(fleet.http.delete(f"/sessions/{sid}"))
+        await wait_for(lambda: any(m.startswith("worker-") for m in registry.deletes_of(sid)),
+                       10, "the worker's delete mark")
+        os.kill(pid, signal.SIGKILL)
+        assert (await deleting).status_code == 200  # the record is gone; the rooms may stay
+        created = await fleet.http.post("/sessions", json=request, timeout=30)
+        assert created.status_code == 200, created.text
+        assert registry.deletes_of(sid) == {}
+        assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
