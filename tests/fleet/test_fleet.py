@@ -26,6 +26,8 @@ import httpx
 import ray
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.registry_bench import measure
+from orchestrator.fleet.registry import Registry
 from orchestrator.fleet.router import FleetRouter
 from orchestrator.fleet.worker import worker_name
 from orchestrator.triton.launcher import LocalTriton
@@ -357,3 +359,19 @@ def test_ray_failing_to_start_is_tried_again(private_ray_dir: str, e2e_triton: L
         response = httpx.post(f"{url}/sessions", timeout=60, json=body(sid, arena))
         assert response.status_code == 200, response.text
         assert httpx.delete(f"{url}/sessions/{sid}", timeout=60).status_code == 200
+
+
+async def test_the_registry_reads_every_record_at_once_as_one_by_one(
+    fleet: Orchestrator,
+) -> None:
+    """The batch read (one GCS call for all records) against the read it replaced, on the
+    fleet's Ray, in a namespace of its own; and the bench of the two runs there."""
+    registry = Registry(new_id("registry"))
+    assert registry.all() == []
+    result = measure(registry, 5, rounds=2)  # writes 5 records, checks both reads' counts
+    assert result["sessions"] == 5 and result["batch"]["p50_ms"] > 0
+    records = registry.all()
+    assert [r.session_id for r in records] == [f"s{i:03d}" for i in range(5)]
+    assert records == registry.all_one_by_one()
+    registry.delete("s002")
+    assert [r.session_id for r in registry.all()] == ["s000", "s001", "s003", "s004"]
