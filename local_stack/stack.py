@@ -23,8 +23,9 @@ import uvicorn
 from arena_server.launcher import ArenaStartError, LocalArenaServer, url_host
 from orchestrator.api.app import create_app
 from orchestrator.settings import Settings, settings_from_cli
-from orchestrator.triton.launcher import LauncherError, LocalTriton
+from orchestrator.triton.launcher import LocalTriton
 from orchestrator.triton.model_contract import parse_config
+from orchestrator.triton.triton_env import LauncherError
 
 log = logging.getLogger("local_stack.stack")
 DEMO_MODEL = "act_demo"

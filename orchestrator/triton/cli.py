@@ -13,7 +13,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from orchestrator.triton.launcher import ENV_VAR, LauncherError, LocalTriton
+from orchestrator.triton.launcher import LocalTriton
+from orchestrator.triton.triton_env import ENV_VAR, LauncherError
 
 
 def _say(message: str, error: bool = False) -> None:

@@ -51,7 +51,6 @@ from orchestrator.triton.providers import (
     detect,
 )
 from orchestrator.triton.server_process import (
-    SHM_DIR,
     WorkDirBusy,
     free_port,
     http_ok,
@@ -61,22 +60,10 @@ from orchestrator.triton.server_process import (
     write_pidfile,
 )
 from orchestrator.triton.triton_env import (
-    DEFAULT_ENV,
-    ENV_VAR,
     LauncherError,
     TritonEnv,
     find_triton_env,
 )
-
-__all__ = [
-    "DEFAULT_ENV",
-    "ENV_VAR",
-    "SHM_DIR",
-    "LauncherError",
-    "LocalTriton",
-    "TritonEnv",
-    "find_triton_env",
-]
 
 log = logging.getLogger(__name__)
 

@@ -14,15 +14,10 @@ import onnxruntime as ort
 import pytest
 
 from orchestrator.triton.client import TritonClient
-from orchestrator.triton.launcher import (
-    DEFAULT_ENV,
-    ENV_VAR,
-    SHM_DIR,
-    LauncherError,
-    LocalTriton,
-    find_triton_env,
-)
+from orchestrator.triton.launcher import LocalTriton
 from orchestrator.triton.model_contract import ACTION_OUTPUT, STATE_INPUT
+from orchestrator.triton.server_process import SHM_DIR
+from orchestrator.triton.triton_env import DEFAULT_ENV, ENV_VAR, LauncherError, find_triton_env
 from tests.support.triton import random_observation, tiny_contract, write_tiny_model
 from tests.triton.conftest import VERSIONED, WATCH_S
 

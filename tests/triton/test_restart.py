@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from orchestrator.triton.client import TritonClient, TritonUnavailable
-from orchestrator.triton.launcher import SHM_DIR, LocalTriton
+from orchestrator.triton.launcher import LocalTriton
 from orchestrator.triton.model_contract import ModelContract
+from orchestrator.triton.server_process import SHM_DIR
 from tests.support.triton import random_observation
 from tests.triton.conftest import MAIN
 
