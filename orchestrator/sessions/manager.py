@@ -129,6 +129,12 @@ class SessionManager:
             self._abandoned.add(session_id)
             log.info("session %s deleted while being created", session_id)
             return
+        closing = self._closing.get(session_id)
+        if closing is not None and session_id not in self._sessions:
+            # Another delete of it is under way: this one answers once the rooms are gone,
+            # so whoever re-creates the id after either answer finds them free.
+            await closing.wait()
+            raise SessionNotFound(f"session {session_id!r} not found (it was being deleted)")
         session = self.get(session_id)
         self._sessions.pop(session_id, None)
         waiting = self._provisioning.pop(session_id, None)

@@ -115,3 +115,25 @@ async def test_a_create_during_the_delete_of_its_id_keeps_its_rooms(
         assert {rooms["joint_input_room_id"], rooms["joint_output_room_id"]} <= robotics
         assert (await orch.http.delete("/sessions/again")).status_code == 200
         assert await rest.list_video_rooms(workspace) == []
+
+
+async def test_a_second_delete_answers_once_the_first_has_removed_the_rooms(
+    e2e_triton: LocalTriton, arena: ArenaServerProcess,
+) -> None:
+    """A delete sent while another delete of the session ran got its 404 at once, while the
+    rooms were still there: a caller that took either answer as "gone" and re-created the
+    id raced the first close. (A fleet worker's sweep and an API delete meet this way.)"""
+    workspace = "delete-twice"
+    async with (slow_deletes(arena.base_url, 0.5) as proxy,
+                run_orchestrator(e2e_settings(e2e_triton)) as orch,
+                ArenaRest(arena.base_url) as rest):
+        body = {"session_id": "twice", "policy_path": "tiny_act", "camera_names": ["front"],
+                "arena_server_url": proxy.url, "workspace_id": workspace}
+        assert (await orch.http.post("/sessions", json=body)).status_code == 200
+        first = asyncio.create_task(orch.http.delete("/sessions/twice"))
+        await asyncio.sleep(0.2)  # the first delete is under way, its room deletes held
+        second = await orch.http.delete("/sessions/twice")
+        assert second.status_code == 404, second.text
+        assert await rest.list_video_rooms(workspace) == []
+        assert await rest.list_robotics_rooms(workspace) == []
+        assert (await first).status_code == 200
