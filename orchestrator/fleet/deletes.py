@@ -8,7 +8,9 @@ id stands, unless the mark's writer is gone:
 
 - ``api-<Ray job id>-<n>``: the job (that API process, a Ray driver) is dead. The GCS marks
   a driver's job dead within ~50 ms of a SIGKILL (measured here, Ray 2.60).
-- ``worker-<index>-<pid>-<n>``: cleared by the worker's next process when Ray restarts it.
+- ``worker-<index>-<pid>-<n>``: cleared by the worker's next process when Ray restarts it;
+  stale once that worker answers from another process, or Ray has no worker of that index
+  any more (it died for good: no restart will clear the mark).
 - Either, older than the longest a delete can run: its writer hung or was lost with its
   node.
 
@@ -23,7 +25,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 from orchestrator.fleet.registry import Registry
@@ -34,16 +36,28 @@ log = logging.getLogger(__name__)
 
 SWEEP_S = 2.0  # how often a worker looks for sessions whose record is gone
 API_MARK = "api-"
+WORKER_MARK = "worker-"
 
 
 def stale_marks(marks: dict[str, float], live_jobs: Collection[str], now: float,
-                bound_s: float) -> set[str]:
-    """The marks whose delete can no longer be running."""
+                bound_s: float, workers: Mapping[int, int | None]) -> set[str]:
+    """The marks whose delete can no longer be running. ``workers``: the workers Ray has,
+    by index, each with the pid it answers from (None when it does not answer now)."""
     stale = set()
     for by, since in marks.items():
-        if now - since > bound_s or (by.startswith(API_MARK) and by.split("-")[1] not in live_jobs):
+        parts = by.split("-")
+        if now - since > bound_s or (by.startswith(API_MARK) and parts[1] not in live_jobs):
             stale.add(by)
+        elif by.startswith(WORKER_MARK):
+            index, pid = int(parts[1]), int(parts[2])
+            if index not in workers or workers[index] not in (None, pid):
+                stale.add(by)
     return stale
+
+
+def marking_workers(marks: Collection[str]) -> set[int]:
+    """The indices of the workers that wrote these marks."""
+    return {int(by.split("-")[1]) for by in marks if by.startswith(WORKER_MARK)}
 
 
 def live_jobs() -> set[str]:
@@ -64,7 +78,7 @@ class WorkerDeletes:
     async def forget_earlier(self) -> None:
         """This process is new: marks that an earlier one left died with it."""
         cleared = await asyncio.to_thread(self.registry.clear_deletes_by,
-                                          f"worker-{self.index}-")
+                                          f"{WORKER_MARK}{self.index}-")
         if cleared:
             log.info("worker %d: %d delete mark(s) of its last process cleared",
                      self.index, cleared)
@@ -114,7 +128,7 @@ class WorkerDeletes:
 
     def _mark_name(self) -> str:
         self._count += 1  # the pid: a restarted worker's marks are not its last process's
-        return f"worker-{self.index}-{os.getpid()}-{self._count}"
+        return f"{WORKER_MARK}{self.index}-{os.getpid()}-{self._count}"
 
     async def _quietly(self, fn: Callable[..., Any], *args: Any) -> None:
         """A registry write that must not fail the delete it goes with."""

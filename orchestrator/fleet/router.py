@@ -18,7 +18,7 @@ from typing import Any
 
 import ray
 
-from orchestrator.fleet.deletes import API_MARK, live_jobs, stale_marks
+from orchestrator.fleet.deletes import API_MARK, live_jobs, marking_workers, stale_marks
 from orchestrator.fleet.link import CALL_TIMEOUT_S, PROBE_TIMEOUT_S, RESTARTING_WAIT_S, WorkerLink
 from orchestrator.fleet.registry import Registry, SessionRecord
 from orchestrator.fleet.worker import (
@@ -152,7 +152,8 @@ class FleetRouter(WorkerLink):
         while marks := await self._kv(self.registry.deletes_of, session_id):
             jobs = await self._kv(live_jobs) if any(m.startswith(API_MARK) for m in marks) \
                 else ()
-            stale = stale_marks(marks, jobs, time.time(), DELETE_BOUND_S)
+            workers = await self._kv(self._workers_of, marking_workers(marks))
+            stale = stale_marks(marks, jobs, time.time(), DELETE_BOUND_S, workers)
             for by in stale:
                 log.warning("fleet: the delete of %s by %s cannot be running (its process "
                             "is gone, or it began over %.0f s ago): its mark is cleared",
@@ -161,6 +162,19 @@ class FleetRouter(WorkerLink):
             if stale == marks.keys():
                 return
             await asyncio.sleep(0.05)
+
+    def _workers_of(self, indices: set[int]) -> dict[int, int | None]:
+        """Those of these workers that Ray still has (running or restarting), each with the
+        pid it last answered from; a detached actor that died for good loses its name."""
+        found: dict[int, int | None] = {}
+        for index in indices:
+            try:
+                ray.get_actor(worker_name(index), namespace=self.settings.ray_namespace)
+            except ValueError:
+                continue
+            alive = self._alive.get(index)
+            found[index] = alive["pid"] if alive else None
+        return found
 
     async def _transition(self, session_id: str, method: str) -> SessionHandle:
         record = await self._owner(session_id)

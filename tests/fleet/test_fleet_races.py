@@ -16,8 +16,10 @@ import httpx
 import pytest
 import ray
 
+from orchestrator.api.schemas import CreateSessionRequest
 from orchestrator.arena.rest import ArenaRest
-from orchestrator.fleet.worker import worker_name
+from orchestrator.fleet.cluster import WORKER_RUNTIME_ENV
+from orchestrator.fleet.worker import SessionWorker, record_for, worker_name
 from orchestrator.triton.launcher import LocalTriton
 from tests.fleet.test_fleet import api_process, body, new_id, owner, router
 from tests.support.arena import ArenaServerProcess
@@ -263,6 +265,42 @@ async def test_a_create_after_the_worker_deleting_its_id_was_killed(
                        10, "the worker's delete mark")
         os.kill(pid, signal.SIGKILL)
         assert (await deleting).status_code == 200  # the record is gone; the rooms may stay
+        created = await fleet.http.post("/sessions", json=request, timeout=30)
+        assert created.status_code == 200, created.text
+        assert registry.deletes_of(sid) == {}
+        assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_a_create_after_the_worker_deleting_its_id_is_gone_for_good(
+    fleet: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """A worker removed from the fleet (killed with no restart, as when ``ORCHESTRATOR_WORKERS``
+    shrinks) mid-delete: no next process of it will clear its mark, so a create of the id
+    waited out the bound (50 s, over this client's 30 s). An extra worker (index 5, a real
+    actor like the fleet's) owns the session here, so the fleet's own two stay as they are."""
+    sid, workspace = new_id("wgone"), new_id("ws")
+    settings = fleet.app.state.settings
+    registry = router(fleet).registry
+    async with slow_deletes(arena.base_url, 3.0) as proxy:
+        request = {**body(sid, arena), "arena_server_url": proxy.url, "workspace_id": workspace}
+        spec = CreateSessionRequest(**request).to_spec()
+        extra = ray.remote(SessionWorker).options(
+            name=worker_name(5), namespace=settings.ray_namespace, lifetime="detached",
+            max_restarts=-1, num_cpus=0, runtime_env=WORKER_RUNTIME_ENV,
+        ).remote(5, settings.model_dump(mode="json", exclude={"api_key"}),
+                 settings.ray_namespace)
+        try:
+            assert registry.reserve(record_for(spec, 5))
+            reply = await asyncio.wait_for(extra.create.remote(spec.to_dict()), 60)
+            assert "ok" in reply, reply
+            registry.delete(sid)  # as the API's delete does, before it asks the worker
+            deleting = extra.delete.remote(sid)
+            await wait_for(lambda: any(m.startswith("worker-5-") for m in registry.deletes_of(sid)),
+                           10, "the extra worker's delete mark")
+        finally:
+            ray.kill(extra, no_restart=True)
+        with contextlib.suppress(ray.exceptions.RayActorError):
+            await deleting
         created = await fleet.http.post("/sessions", json=request, timeout=30)
         assert created.status_code == 200, created.text
         assert registry.deletes_of(sid) == {}
