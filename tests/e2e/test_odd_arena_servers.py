@@ -8,12 +8,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
 
 from orchestrator.arena.rest import ArenaRest
 from orchestrator.triton.launcher import LocalTriton
 from tests.e2e.conftest import e2e_settings
 from tests.support.arena import ArenaServerProcess
-from tests.support.orchestrator import run_orchestrator
+from tests.support.orchestrator import Orchestrator, run_orchestrator
 from tests.support.proxy import slow_deletes
 
 Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]
@@ -90,6 +94,30 @@ async def test_a_server_that_drips_its_answer_ends_the_create_in_time(
         assert (await orch.http.delete("/sessions/drip")).status_code == 200
 
 
+@dataclass
+class SlowDelete:
+    orch: Orchestrator
+    rest: ArenaRest  # the room server itself, not through the proxy
+    body: dict[str, Any]  # the session's create request
+    first: asyncio.Task[httpx.Response]  # its delete, under way with its room deletes held
+
+
+@contextlib.asynccontextmanager
+async def deleting_slowly(e2e_triton: LocalTriton, arena: ArenaServerProcess, sid: str,
+                          workspace: str) -> AsyncIterator[SlowDelete]:
+    """A session created through a proxy that holds each room delete for 0.5 s, and its
+    delete sent 0.2 s before this yields."""
+    async with (slow_deletes(arena.base_url, 0.5) as proxy,
+                run_orchestrator(e2e_settings(e2e_triton)) as orch,
+                ArenaRest(arena.base_url) as rest):
+        body = {"session_id": sid, "policy_path": "tiny_act", "camera_names": ["front"],
+                "arena_server_url": proxy.url, "workspace_id": workspace}
+        assert (await orch.http.post("/sessions", json=body)).status_code == 200
+        first = asyncio.create_task(orch.http.delete(f"/sessions/{sid}"))
+        await asyncio.sleep(0.2)
+        yield SlowDelete(orch, rest, body, first)
+
+
 async def test_a_create_during_the_delete_of_its_id_keeps_its_rooms(
     e2e_triton: LocalTriton, arena: ArenaServerProcess,
 ) -> None:
@@ -97,24 +125,17 @@ async def test_a_create_during_the_delete_of_its_id_keeps_its_rooms(
     session was still deleting its rooms, which have the same names: the new session's
     camera room went with them, and it waited for frames that could never come."""
     workspace = "delete-then-create"
-    async with (slow_deletes(arena.base_url, 0.5) as proxy,
-                run_orchestrator(e2e_settings(e2e_triton)) as orch,
-                ArenaRest(arena.base_url) as rest):
-        body = {"session_id": "again", "policy_path": "tiny_act", "camera_names": ["front"],
-                "arena_server_url": proxy.url, "workspace_id": workspace}
-        assert (await orch.http.post("/sessions", json=body)).status_code == 200
-        deleting = asyncio.create_task(orch.http.delete("/sessions/again"))
-        await asyncio.sleep(0.2)  # the delete is under way, its room deletes held
-        created = await orch.http.post("/sessions", json=body)
-        assert (await deleting).status_code == 200
+    async with deleting_slowly(e2e_triton, arena, "again", workspace) as held:
+        created = await held.orch.http.post("/sessions", json=held.body)
+        assert (await held.first).status_code == 200
         assert created.status_code == 200, created.text
         rooms = created.json()
-        video = {r["id"] for r in await rest.list_video_rooms(workspace)}
-        robotics = {r["id"] for r in await rest.list_robotics_rooms(workspace)}
+        video = {r["id"] for r in await held.rest.list_video_rooms(workspace)}
+        robotics = {r["id"] for r in await held.rest.list_robotics_rooms(workspace)}
         assert set(rooms["camera_room_ids"].values()) <= video, video
         assert {rooms["joint_input_room_id"], rooms["joint_output_room_id"]} <= robotics
-        assert (await orch.http.delete("/sessions/again")).status_code == 200
-        assert await rest.list_video_rooms(workspace) == []
+        assert (await held.orch.http.delete("/sessions/again")).status_code == 200
+        assert await held.rest.list_video_rooms(workspace) == []
 
 
 async def test_a_second_delete_answers_once_the_first_has_removed_the_rooms(
@@ -124,16 +145,9 @@ async def test_a_second_delete_answers_once_the_first_has_removed_the_rooms(
     rooms were still there: a caller that took either answer as "gone" and re-created the
     id raced the first close. (A fleet worker's sweep and an API delete meet this way.)"""
     workspace = "delete-twice"
-    async with (slow_deletes(arena.base_url, 0.5) as proxy,
-                run_orchestrator(e2e_settings(e2e_triton)) as orch,
-                ArenaRest(arena.base_url) as rest):
-        body = {"session_id": "twice", "policy_path": "tiny_act", "camera_names": ["front"],
-                "arena_server_url": proxy.url, "workspace_id": workspace}
-        assert (await orch.http.post("/sessions", json=body)).status_code == 200
-        first = asyncio.create_task(orch.http.delete("/sessions/twice"))
-        await asyncio.sleep(0.2)  # the first delete is under way, its room deletes held
-        second = await orch.http.delete("/sessions/twice")
+    async with deleting_slowly(e2e_triton, arena, "twice", workspace) as held:
+        second = await held.orch.http.delete("/sessions/twice")
         assert second.status_code == 404, second.text
-        assert await rest.list_video_rooms(workspace) == []
-        assert await rest.list_robotics_rooms(workspace) == []
-        assert (await first).status_code == 200
+        assert await held.rest.list_video_rooms(workspace) == []
+        assert await held.rest.list_robotics_rooms(workspace) == []
+        assert (await held.first).status_code == 200
