@@ -8,9 +8,9 @@ id stands, unless the mark's writer is gone:
 
 - ``api-<Ray job id>-<n>``: the job (that API process, a Ray driver) is dead. The GCS marks
   a driver's job dead within ~50 ms of a SIGKILL (measured here, Ray 2.60).
-- ``worker-<index>-<pid>-<n>``: cleared by the worker's next process when Ray restarts it;
-  stale once that worker answers from another process, or Ray has no worker of that index
-  any more (it died for good: no restart will clear the mark).
+- ``worker-<index>-<pid>-<n>``: cleared by the worker's next process when Ray restarts it
+  (before that process answers anyone); stale once Ray has no worker of that index any
+  more (it died for good: no restart will clear the mark).
 - Either, older than the longest a delete can run: its writer hung or was lost with its
   node.
 
@@ -25,7 +25,7 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection
 from typing import Any
 
 from orchestrator.fleet.registry import Registry
@@ -40,18 +40,16 @@ WORKER_MARK = "worker-"
 
 
 def stale_marks(marks: dict[str, float], live_jobs: Collection[str], now: float,
-                bound_s: float, workers: Mapping[int, int | None]) -> set[str]:
-    """The marks whose delete can no longer be running. ``workers``: the workers Ray has,
-    by index, each with the pid it answers from (None when it does not answer now)."""
+                bound_s: float, workers: Collection[int]) -> set[str]:
+    """The marks whose delete can no longer be running. ``workers``: the indices of the
+    workers Ray has (running or restarting)."""
     stale = set()
     for by, since in marks.items():
-        parts = by.split("-")
-        if now - since > bound_s or (by.startswith(API_MARK) and parts[1] not in live_jobs):
+        writer = by.split("-")[1]
+        gone = (by.startswith(API_MARK) and writer not in live_jobs) or (
+            by.startswith(WORKER_MARK) and int(writer) not in workers)
+        if gone or now - since > bound_s:
             stale.add(by)
-        elif by.startswith(WORKER_MARK):
-            index, pid = int(parts[1]), int(parts[2])
-            if index not in workers or workers[index] not in (None, pid):
-                stale.add(by)
     return stale
 
 

@@ -163,17 +163,14 @@ class FleetRouter(WorkerLink):
                 return
             await asyncio.sleep(0.05)
 
-    def _workers_of(self, indices: set[int]) -> dict[int, int | None]:
-        """Those of these workers that Ray still has (running or restarting), each with the
-        pid it last answered from; a detached actor that died for good loses its name."""
-        found: dict[int, int | None] = {}
+    def _workers_of(self, indices: set[int]) -> set[int]:
+        """Those of these workers that Ray still has (running or restarting): a detached
+        actor that died for good loses its name."""
+        found = set()
         for index in indices:
-            try:
+            with contextlib.suppress(ValueError):
                 ray.get_actor(worker_name(index), namespace=self.settings.ray_namespace)
-            except ValueError:
-                continue
-            alive = self._alive.get(index)
-            found[index] = alive["pid"] if alive else None
+                found.add(index)
         return found
 
     async def _transition(self, session_id: str, method: str) -> SessionHandle:
