@@ -152,7 +152,8 @@ class FleetRouter(WorkerLink):
         while marks := await self._kv(self.registry.deletes_of, session_id):
             jobs = await self._kv(live_jobs) if any(m.startswith(API_MARK) for m in marks) \
                 else ()
-            workers = await self._kv(self._workers_of, marking_workers(marks))
+            indices = marking_workers(marks)
+            workers = await self._kv(self._workers_of, indices) if indices else set()
             stale = stale_marks(marks, jobs, time.time(), DELETE_BOUND_S, workers)
             for by in stale:
                 log.warning("fleet: the delete of %s by %s cannot be running (its process "
