@@ -231,7 +231,7 @@ class VideoConsumer(VideoRoomClient):
             elif state == "failed":
                 self.stats.connected = False
                 self.stats.peer_failures += 1
-                self._rejoin(f"peer connection to {producer} failed")
+                self.rejoin(f"peer connection to {producer} failed")
 
         self._spawn(self._negotiate(peer, sdp))
 
@@ -284,7 +284,7 @@ class VideoConsumer(VideoRoomClient):
     def _negotiation_failed(self, peer: _Peer, why: str) -> None:
         if self._peers.get(peer.producer_id) is peer:
             self.stats.peer_failures += 1
-            self._rejoin(f"negotiation with {peer.producer_id} failed: {why}")
+            self.rejoin(f"negotiation with {peer.producer_id} failed: {why}")
 
     async def _on_candidate(
         self, producer: str, candidate: RTCIceCandidate | EndOfCandidates
@@ -330,7 +330,7 @@ class VideoConsumer(VideoRoomClient):
             self.stats.frames += 1
         if self._peers.get(peer.producer_id) is peer and not self._stopping:
             self.stats.connected = False
-            self._rejoin(f"track from {peer.producer_id} {why}")
+            self.rejoin(f"track from {peer.producer_id} {why}")
 
     async def _close_peers(self) -> None:
         peers = list(self._peers.values())

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +44,6 @@ from orchestrator.arena.rest import (
 )
 
 logger = logging.getLogger(__name__)
-
 
 # Signaling messages are small (an SDP with many candidates is a few kB); the cap bounds memory.
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -146,11 +146,9 @@ async def join_video_room(
     base_url: str, workspace: str, room_id: str, participant_id: str, role: Role,
     timeout_s: float,
 ) -> ClientConnection:
-    """Open the room's WebSocket and complete the join handshake.
-
-    Raises JoinRefused when the server says no, ArenaUnavailable when it cannot be reached or
-    does not confirm the join in time (a malformed join is never answered).
-    """
+    """Open the room's WebSocket and complete the join handshake. Raises JoinRefused when
+    the server says no, ArenaUnavailable when it cannot be reached or does not confirm the
+    join in time (a malformed join is never answered)."""
     url = http_to_ws(base_url) + room_path(workspace, room_id) + "/ws"
     try:
         ws = await connect(
@@ -218,6 +216,7 @@ class VideoRoomClient:
         self._ws: ClientConnection | None = None
         self._rest: ArenaRest | None = None
         self._stopping = False
+        self.joined_at: float | None = None  # monotonic, of the current socket's join
 
     async def start(self) -> None:
         """Join the room (raises ArenaUnavailable / JoinRefused), then keep re-joining in the
@@ -318,6 +317,7 @@ class VideoRoomClient:
     async def _session(self, ws: ClientConnection) -> None:
         self._ws = ws
         self._room_stats.joined = True
+        self.joined_at = time.monotonic()
         logger.info("%s %s: joined as %s", self.role, self.room_id, self.participant_id)
         await self._on_joined()
         # Signaling is handled in order by a task of its own: an offer or a candidate can
@@ -351,14 +351,14 @@ class VideoRoomClient:
         if not task.cancelled() and task.exception() is not None:  # a bug: join again
             logger.error("%s %s: signaling failed", self.role, self.room_id,
                          exc_info=task.exception())
-            self._rejoin(f"signaling failed: {task.exception()!r}")
+            self.rejoin(f"signaling failed: {task.exception()!r}")
 
     async def _handle_queued(self, queue: asyncio.Queue[VideoMessage]) -> None:
         while True:
             if not await self._handle(await queue.get()):
                 self._room_stats.malformed += 1
 
-    def _rejoin(self, reason: str) -> None:
+    def rejoin(self, reason: str) -> None:
         """Drop the socket; the supervisor joins again (a joining consumer gets a new offer)."""
         ws = self._ws
         if ws is None or self._stopping:

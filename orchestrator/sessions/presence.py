@@ -6,6 +6,8 @@ so a session learns whether its robot is still connected (a robot standing still
 joints, and its last values stay current only while it is connected) by asking the REST
 API. One request costs ~1.4 ms of this process's CPU (httpx, measured here), every second;
 sessions in one workspace now share one list of its rooms instead of asking one each.
+The same listings show whom the server still counts in a room: a room deleted or made
+again under its id keeps our sockets open, unregistered (a quirk), and those re-join.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from orchestrator.arena.rest import ArenaRest
@@ -23,31 +26,52 @@ from orchestrator.arena.rest import ArenaRest
 log = logging.getLogger(__name__)
 
 
+# Video rooms are listed every this many polls: a consumer the server no longer counts
+# still gets frames from its peer connection, so it only matters once that connection ends.
+VIDEO_EVERY = 5
+
+
+@dataclass
+class _Listing:
+    """One kind's rooms, as the last answered listing gave them."""
+
+    members: dict[str, frozenset[str] | None] = field(default_factory=dict)  # room -> ids
+    answered: bool = False  # the last listing got an answer
+    asked_at: float = 0.0  # monotonic, when the last answered listing was sent
+
+    def registered(self, room: str, participant_id: str, since: float | None) -> bool | None:
+        if not self.answered or since is None or self.asked_at <= since:
+            return None
+        members = self.members.get(room, frozenset())  # a room not listed: deleted
+        return None if members is None else participant_id in members
+
+
 class WorkspacePresence:
-    """The producers of one workspace's robotics rooms, polled every ``period_s``."""
+    """The producers of one workspace's robotics rooms, polled every ``period_s``, and
+    who is in its video rooms, every ``VIDEO_EVERY`` polls."""
 
     def __init__(self, base_url: str, workspace: str, timeout_s: float, period_s: float) -> None:
         self.base_url, self.workspace, self.period_s = base_url, workspace, period_s
         self._rest = ArenaRest(base_url, timeout_s=timeout_s)
         self._producers: dict[str, bool] = {}
-        self._members: dict[str, frozenset[str] | None] = {}  # room -> participant ids
-        self._answered = False  # the last poll got an answer
-        self._asked_at = 0.0  # monotonic, when the last answered poll was sent
+        self._robotics, self._video = _Listing(), _Listing()
         self.polls = 0
         self.users = 0
         self._task: asyncio.Task[None] | None = None
 
     def has_producer(self, room: str) -> bool:
         """False while the server does not answer: the robot is assumed gone."""
-        return self._answered and self._producers.get(room, False)
+        return self._robotics.answered and self._producers.get(room, False)
 
     def registered(self, room: str, participant_id: str, since: float | None) -> bool | None:
-        """Whether the server counts ``participant_id`` in ``room``, by a poll sent after
-        ``since`` (its join); None when no such poll has answered."""
-        if not self._answered or since is None or self._asked_at <= since:
-            return None
-        members = self._members.get(room, frozenset())  # a room not listed: deleted
-        return None if members is None else participant_id in members
+        """Whether the server counts ``participant_id`` in robotics room ``room``, by a poll
+        sent after ``since`` (its join); None when no such poll has answered."""
+        return self._robotics.registered(room, participant_id, since)
+
+    def video_registered(self, room: str, participant_id: str,
+                         since: float | None) -> bool | None:
+        """The same for a video room."""
+        return self._video.registered(room, participant_id, since)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
@@ -64,20 +88,28 @@ class WorkspacePresence:
 
     async def _run(self) -> None:
         while True:
-            try:
-                asked_at = time.monotonic()
-                rooms = await self._rest.list_robotics_rooms(self.workspace)
-                listed = [r for r in rooms if isinstance(r, dict)]
+            listed = await self._list(self._robotics, self._rest.list_robotics_rooms)
+            if listed is not None:
                 self._producers = {str(r.get("id")): _has_producer(r) for r in listed}
-                self._members = {str(r.get("id")): _members(r) for r in listed}
-                self._answered, self._asked_at = True, asked_at
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # server restarting: assume absent until it answers
-                self._answered = False
-                log.debug("presence in workspace %s: poll failed: %s", self.workspace, exc)
+            if self.polls % VIDEO_EVERY == 0:
+                await self._list(self._video, self._rest.list_video_rooms)
             self.polls += 1
             await asyncio.sleep(self.period_s)
+
+    async def _list(self, into: _Listing, lister: Callable[[str], Awaitable[list[Any]]]
+                    ) -> list[dict[str, Any]] | None:
+        try:
+            asked_at = time.monotonic()
+            listed = [r for r in await lister(self.workspace) if isinstance(r, dict)]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # server restarting: assume absent until it answers
+            into.answered = False
+            log.debug("presence in workspace %s: poll failed: %s", self.workspace, exc)
+            return None
+        into.members = {str(r.get("id")): _members(r) for r in listed}
+        into.answered, into.asked_at = True, asked_at
+        return listed
 
 
 def _has_producer(room: dict[str, Any]) -> bool:

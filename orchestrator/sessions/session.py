@@ -18,6 +18,7 @@ from orchestrator.sessions import presence, report
 from orchestrator.sessions.config import ModelBinding, SessionConfig
 from orchestrator.sessions.errors import InvalidTransition, arena_failure
 from orchestrator.sessions.loop import ControlLoop
+from orchestrator.sessions.rooms import keep_rooms
 from orchestrator.sessions.spec import SessionRooms
 from orchestrator.triton.client import TritonClient
 
@@ -67,7 +68,7 @@ class Session:
         self._latched_reason = ""
         self._transition = asyncio.Lock()
         self._presence: presence.WorkspacePresence | None = None  # shared per workspace
-        self._video_rooms_task: asyncio.Task[None] | None = None
+        self._rooms_task: asyncio.Task[None] | None = None
 
     # -- opening and closing -------------------------------------------------------------
     async def open(self, rejoin: bool = False) -> None:
@@ -90,9 +91,10 @@ class Session:
                 await camera.start()
             self._presence = presence.acquire(cfg.arena_url, cfg.workspace_id,
                                               cfg.arena_timeout_s)
-            self._video_rooms_task = asyncio.create_task(
-                self._watch_video_rooms(), name=f"video-rooms-{self.session_id}"
-            )
+            self._rooms_task = asyncio.create_task(keep_rooms(
+                self.session_id, cfg.workspace_id, self._rest, self._presence,
+                (self.joints_in, self.commands_out), self.cameras.values(),
+            ), name=f"rooms-{self.session_id}")
             self.init_step = "waiting for the model"
         except (ArenaUnavailable, ArenaError, OSError, TimeoutError) as exc:
             await self.close(delete_rooms=True)
@@ -161,11 +163,11 @@ class Session:
             if self.loop is not None:
                 with contextlib.suppress(Exception):
                     await self.loop.stop()
-        if self._video_rooms_task is not None:
-            self._video_rooms_task.cancel()
+        if self._rooms_task is not None:
+            self._rooms_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._video_rooms_task
-            self._video_rooms_task = None
+                await self._rooms_task
+            self._rooms_task = None
         if self._presence is not None:
             board, self._presence = self._presence, None
             await presence.release(board)
@@ -294,34 +296,6 @@ class Session:
         return (board is not None and board.has_producer(self.config.joint_input_room)
                 and joints.connected and board.registered(
                     joints.room_id, joints.participant_id, joints.joined_at) is not False)
-
-    async def _watch_video_rooms(self, period_s: float = 1.0) -> None:
-        while True:
-            if self._presence is not None:
-                presence.rejoin_unregistered(self._presence, (self.joints_in, self.commands_out))
-            try:
-                await self._recreate_video_rooms()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # server restarting: try again next period
-                log.debug("session %s: video room check failed: %s", self.session_id, exc)
-            await asyncio.sleep(period_s)
-
-    async def _recreate_video_rooms(self) -> None:
-        """Rooms live in the Arena server's memory: after a restart our camera rooms are gone
-        and nobody can join them (robotics clients recreate their own rooms). Recreate a
-        missing one while its consumer is not joined; both sides then re-join by themselves."""
-        cfg = self.config
-        for cam, room in cfg.camera_rooms.items():
-            if self.cameras[cam].stats.joined:
-                continue
-            try:
-                await self._rest.get_video_room(cfg.workspace_id, room)
-            except ArenaError as exc:
-                if exc.status != 404:
-                    raise
-                await self._rest.create_video_room(cfg.workspace_id, room)
-                log.warning("session %s: recreated missing video room %s", self.session_id, room)
 
     def _on_loop_crash(self, reason: str) -> None:
         self.state = SessionState.ERROR

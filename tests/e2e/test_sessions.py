@@ -357,3 +357,44 @@ async def test_a_session_rejoins_robotics_rooms_re_created_under_their_ids(
         await wait_for(lambda: len(robot.received) >= received + 10, 10,
                        "commands after the re-join")
     assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_a_session_makes_again_the_rooms_deleted_under_it(
+    orchestrator: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """A room DELETE that reaches the server late (sent for an earlier session of this id,
+    by a worker killed since) removes a running session's rooms; the server keeps every
+    socket open (a quirk). The session must make its rooms again by itself, keep the frames
+    its peer connection still delivers, and drive and see its robot once that joins again."""
+    sid = f"deleted-{uuid.uuid4().hex[:6]}"
+    created = await orchestrator.create_session(**session_body(sid, arena))
+    ws = created["workspace_id"]
+    session = orchestrator.manager.get(sid)
+    camera = session.cameras["front"]
+    robotics = {created["joint_input_room_id"], created["joint_output_room_id"]}
+    video = set(created["camera_room_ids"].values())
+    async with robot_for(created, arena) as robot, ArenaRest(arena.base_url) as rest:
+        assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
+        await wait_for(lambda: len(robot.received) >= 10 and camera.stats.frames > 10, 30,
+                       "commands and frames")
+        for room in robotics:
+            assert await rest.delete_robotics_room(ws, room)
+        for room in video:
+            assert await rest.delete_video_room(ws, room)
+        rejoins = camera.stats.reconnects
+
+        async def listed() -> bool:
+            return (robotics <= {r["id"] for r in await rest.list_robotics_rooms(ws)}
+                    and video <= {r["id"] for r in await rest.list_video_rooms(ws)})
+
+        await wait_for(listed, 30, "the rooms made again")
+        frames = camera.stats.frames
+        await wait_for(lambda: camera.stats.frames > frames + 30, 30, "frames since")
+        assert camera.stats.reconnects == rejoins  # the peer connection was kept
+    readings = session.joints_in.stats.readings
+    frames = camera.stats.frames
+    async with robot_for(created, arena) as robot:
+        await wait_for(lambda: len(robot.received) >= 10, 30, "commands to the robot")
+        await wait_for(lambda: session.joints_in.stats.readings > readings, 30, "its joints")
+        await wait_for(lambda: camera.stats.frames > frames + 10, 30, "its frames")
+    assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200

@@ -1,5 +1,5 @@
-"""The joint-input rooms' producers, polled once per workspace for every session in it,
-against a real room server and real robotics clients."""
+"""The joint-input rooms' producers and whom the server counts in a room, polled once per
+workspace for every session in it, against a real room server and real room clients."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator.arena.rest import ArenaRest, new_workspace
 from orchestrator.arena.robotics import RoboticsProducer
+from orchestrator.arena.video import VideoConsumer
 from orchestrator.sessions import presence
 from tests.support.arena import ArenaServerThread
 
@@ -82,3 +83,30 @@ def test_membership_is_unknown_where_a_listing_does_not_name_participants() -> N
     assert presence._members({"participants": {"producer": None, "consumers": []}}) == frozenset()
     assert presence._members({"participants": {"producer": "p", "consumers": 2}}) is None
     assert presence._members({"participants": 3}) is None and presence._members({}) is None
+
+
+async def test_video_rooms_show_whom_the_server_counts_every_few_polls(
+    arena: ArenaServerThread,
+) -> None:
+    """A video room deleted under a joined consumer keeps its socket open: only the
+    listing tells that the server no longer counts it."""
+    ws = new_workspace()
+    async with ArenaRest(arena.base_url) as rest:
+        await rest.create_video_room(ws, "cam")
+        consumer = VideoConsumer(arena.base_url, ws, "cam", "cam-consumer")
+        await consumer.start()
+        board = presence.acquire(arena.base_url, ws, 5.0, period_s=0.05)
+        try:
+            def counted() -> bool | None:
+                return board.video_registered("cam", "cam-consumer", consumer.joined_at)
+
+            assert counted() is None  # no listing sent after the join has answered yet
+            await _until(lambda: counted() is True, "the consumer counted")
+            await rest.delete_video_room(ws, "cam")
+            polls = board.polls
+            await _until(lambda: counted() is False, "the consumer no longer counted")
+            assert consumer.stats.joined  # the socket stayed open (the server's quirk)
+            assert board.polls - polls <= presence.VIDEO_EVERY + 1
+        finally:
+            await presence.release(board)
+            await consumer.stop()
