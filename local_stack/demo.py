@@ -14,7 +14,8 @@ import httpx
 
 from arena_server.launcher import url_host
 from orchestrator.settings import Settings
-from orchestrator.triton.client import TritonClient, TritonError
+from orchestrator.triton.client import TritonClient
+from orchestrator.triton.errors import TritonError
 from sim_robot.robot import SimRobot
 
 log = logging.getLogger("local_stack.demo")

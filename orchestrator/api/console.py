@@ -13,7 +13,7 @@ from pydantic import BaseModel
 
 from orchestrator.api.schemas import ErrorResponse
 from orchestrator.sessions.manager import SessionManager
-from orchestrator.triton.client import TritonError, TritonUnavailable
+from orchestrator.triton.errors import TritonError, TritonUnavailable
 from orchestrator.triton.model_contract import ContractError
 
 log = logging.getLogger(__name__)

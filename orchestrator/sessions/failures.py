@@ -3,7 +3,7 @@ on /metrics (``orchestrator_errors_total``), all known up front so every series 
 
 from __future__ import annotations
 
-from orchestrator.triton.client import BadInput, InferenceTimeout, ModelNotReady, TritonUnavailable
+from orchestrator.triton.errors import BadInput, InferenceTimeout, ModelNotReady, TritonUnavailable
 
 ERROR_KINDS = ("triton_unavailable", "model_unavailable", "inference_timeout", "bad_input",
                "inference_error", "bad_chunk", "tick", "publish", "observation_error",

@@ -31,7 +31,8 @@ from orchestrator.sessions.failures import ERROR_KINDS, StaleObservation, failur
 from orchestrator.sessions.observation import Observation, ObservationBuilder
 from orchestrator.sessions.policy import PolicyRef
 from orchestrator.sessions.scheduler import Outbox, membership, scheduler_for
-from orchestrator.triton.client import TritonClient, TritonError
+from orchestrator.triton.client import TritonClient
+from orchestrator.triton.errors import TritonError
 from orchestrator.triton.model_contract import ModelContract
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ from orchestrator.sessions.provision import ModelProvider, ProvisionFailed, watc
 from orchestrator.sessions.session import Session
 from orchestrator.sessions.spec import SERVED_POLICY_TYPES, SessionRooms, SessionSpec
 from orchestrator.settings import Settings
-from orchestrator.triton.client import TritonClient, TritonError
+from orchestrator.triton.client import TritonClient
+from orchestrator.triton.errors import TritonError
 from orchestrator.triton.model_contract import ModelContract
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,8 @@ from orchestrator.sessions.errors import (
 )
 from orchestrator.sessions.policy import PolicyRef
 from orchestrator.settings import Settings
-from orchestrator.triton.client import ModelNotReady, TritonClient, TritonError, TritonUnavailable
+from orchestrator.triton.client import TritonClient
+from orchestrator.triton.errors import ModelNotReady, TritonError, TritonUnavailable
 from orchestrator.triton.model_contract import ContractError, ModelContract
 
 if TYPE_CHECKING:

@@ -4,10 +4,9 @@ Thin over ``tritonclient.grpc.aio``: it adds per-request timeouts, typed errors
 the session layer can act on, reconnection after a server restart, optional
 system shared memory and the model contract read from Triton's model config.
 
-Errors: :class:`TritonUnavailable` (no server: retry later),
-:class:`ModelNotReady` (model missing or unloaded), :class:`InferenceTimeout`,
-:class:`BadInput` (wrong names, shapes or dtypes: nothing was sent, or the
-server refused it). All derive from :class:`TritonError`.
+Its errors (errors.py): ``TritonUnavailable`` (no server: retry later),
+``ModelNotReady`` (model missing or unloaded), ``InferenceTimeout``, ``BadInput``
+(wrong names, shapes or dtypes: nothing was sent, or the server refused it).
 """
 
 from __future__ import annotations
@@ -41,19 +40,6 @@ from orchestrator.triton.errors import (
 from orchestrator.triton.model_contract import ACTION_OUTPUT, ModelContract, contract_from_config
 from orchestrator.triton.shm import Slot, SlotPool, shared_memory_available
 from orchestrator.triton.signature import ModelSignature, TensorSpec, check_inputs
-
-__all__ = [
-    "BadInput",
-    "InferenceTimeout",
-    "ModelNotReady",
-    "ModelSignature",
-    "ModelStatistics",
-    "TensorSpec",
-    "TritonBusy",
-    "TritonClient",
-    "TritonError",
-    "TritonUnavailable",
-]
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from orchestrator.triton.client import TritonClient, TritonUnavailable
+from orchestrator.triton.client import TritonClient
+from orchestrator.triton.errors import TritonUnavailable
 from orchestrator.triton.launcher import LocalTriton
 from orchestrator.triton.replicas import ReplicatedTriton, make_triton, parse_urls
 from tests.e2e.conftest import e2e_settings

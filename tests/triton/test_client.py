@@ -11,13 +11,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from orchestrator.triton.client import (
+from orchestrator.triton.client import ModelStatistics, TritonClient
+from orchestrator.triton.errors import (
     BadInput,
     InferenceTimeout,
     ModelNotReady,
-    ModelStatistics,
     TritonBusy,
-    TritonClient,
     TritonUnavailable,
 )
 from orchestrator.triton.launcher import LocalTriton

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from orchestrator.triton.client import TritonClient, TritonUnavailable
+from orchestrator.triton.client import TritonClient
+from orchestrator.triton.errors import TritonUnavailable
 from orchestrator.triton.launcher import LocalTriton
 from orchestrator.triton.model_contract import ModelContract
 from orchestrator.triton.server_process import SHM_DIR
