@@ -45,6 +45,9 @@ class _Listing:
         members = self.members.get(room, frozenset())  # a room not listed: deleted
         return None if members is None else participant_id in members
 
+    def listed(self, room: str) -> bool | None:
+        return room in self.members if self.answered else None
+
 
 class WorkspacePresence:
     """The producers of one workspace's robotics rooms, polled every ``period_s``, and
@@ -72,6 +75,10 @@ class WorkspacePresence:
                          since: float | None) -> bool | None:
         """The same for a video room."""
         return self._video.registered(room, participant_id, since)
+
+    def video_room_listed(self, room: str) -> bool | None:
+        """Whether the last video listing had ``room``; None when it did not answer."""
+        return self._video.listed(room)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(

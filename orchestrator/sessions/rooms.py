@@ -49,6 +49,8 @@ async def _keep_video_room(session_id: str, workspace: str, rest: ArenaRest,
                                           camera.joined_at) is False
     if camera.stats.joined and not unregistered:
         return
+    if camera.stats.connected and board.video_room_listed(room):
+        return  # made again already; the consumer re-joins once its peer connection ends
     try:
         await rest.get_video_room(workspace, room)
     except ArenaError as exc:
