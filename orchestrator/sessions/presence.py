@@ -51,15 +51,15 @@ class _Listing:
 
 class WorkspacePresence:
     """The producers of one workspace's robotics rooms, polled every ``period_s``, and
-    who is in its video rooms, every ``VIDEO_EVERY`` polls."""
+    who is in its video rooms, every ``VIDEO_EVERY`` polls while a user has cameras."""
 
     def __init__(self, base_url: str, workspace: str, timeout_s: float, period_s: float) -> None:
         self.base_url, self.workspace, self.period_s = base_url, workspace, period_s
         self._rest = ArenaRest(base_url, timeout_s=timeout_s)
         self._producers: dict[str, bool] = {}
         self._robotics, self._video = _Listing(), _Listing()
-        self.polls = 0
-        self.users = 0
+        self.polls = self.video_polls = 0
+        self.users = self.video_users = 0  # video_users: those with cameras
         self._task: asyncio.Task[None] | None = None
 
     def has_producer(self, room: str) -> bool:
@@ -98,7 +98,8 @@ class WorkspacePresence:
             listed = await self._list(self._robotics, self._rest.list_robotics_rooms)
             if listed is not None:
                 self._producers = {str(r.get("id")): _has_producer(r) for r in listed}
-            if self.polls % VIDEO_EVERY == 0:
+            if self.video_users > 0 and self.polls % VIDEO_EVERY == 0:
+                self.video_polls += 1
                 await self._list(self._video, self._rest.list_video_rooms)
             self.polls += 1
             await asyncio.sleep(self.period_s)
@@ -162,8 +163,9 @@ _BOARDS: weakref.WeakKeyDictionary[
 
 
 def acquire(base_url: str, workspace: str, timeout_s: float,
-            period_s: float = 1.0) -> WorkspacePresence:
-    """The running loop's board for this workspace (its poll starts with the first user)."""
+            period_s: float = 1.0, video: bool = False) -> WorkspacePresence:
+    """The running loop's board for this workspace (its poll starts with the first user);
+    ``video``: this user has cameras, so video rooms are listed too."""
     boards = _BOARDS.setdefault(asyncio.get_running_loop(), {})
     board = boards.get((base_url, workspace))
     if board is None:
@@ -171,12 +173,16 @@ def acquire(base_url: str, workspace: str, timeout_s: float,
             base_url, workspace, timeout_s, period_s)
         board.start()
     board.users += 1
+    board.video_users += video
     return board
 
 
-async def release(board: WorkspacePresence) -> None:
-    """Stop using ``board``; the last user stops its poll."""
+async def release(board: WorkspacePresence, video: bool = False) -> None:
+    """Stop using ``board`` (``video`` as acquired); the last user stops its poll."""
     board.users -= 1
+    board.video_users -= video
+    if board.video_users == 0:
+        board._video = _Listing()  # a listing kept meanwhile would be stale when next read
     if board.users > 0:
         return
     boards = _BOARDS.get(asyncio.get_running_loop(), {})

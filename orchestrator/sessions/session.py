@@ -90,7 +90,7 @@ class Session:
             for camera in self.cameras.values():
                 await camera.start()
             self._presence = presence.acquire(cfg.arena_url, cfg.workspace_id,
-                                              cfg.arena_timeout_s)
+                                              cfg.arena_timeout_s, video=bool(self.cameras))
             self._rooms_task = asyncio.create_task(keep_rooms(
                 self.session_id, cfg.workspace_id, self._rest, self._presence,
                 (self.joints_in, self.commands_out), self.cameras.values(),
@@ -170,7 +170,7 @@ class Session:
             self._rooms_task = None
         if self._presence is not None:
             board, self._presence = self._presence, None
-            await presence.release(board)
+            await presence.release(board, video=bool(self.cameras))
         closers = [self.joints_in.stop(), self.commands_out.stop(),
                    *(c.stop() for c in self.cameras.values())]
         for result in await asyncio.gather(*closers, return_exceptions=True):

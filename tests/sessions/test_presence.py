@@ -95,7 +95,7 @@ async def test_video_rooms_show_whom_the_server_counts_every_few_polls(
         await rest.create_video_room(ws, "cam")
         consumer = VideoConsumer(arena.base_url, ws, "cam", "cam-consumer")
         await consumer.start()
-        board = presence.acquire(arena.base_url, ws, 5.0, period_s=0.05)
+        board = presence.acquire(arena.base_url, ws, 5.0, period_s=0.05, video=True)
         try:
             def counted() -> bool | None:
                 return board.video_registered("cam", "cam-consumer", consumer.joined_at)
@@ -108,5 +108,34 @@ async def test_video_rooms_show_whom_the_server_counts_every_few_polls(
             assert consumer.stats.joined  # the socket stayed open (the server's quirk)
             assert board.polls - polls <= presence.VIDEO_EVERY + 1
         finally:
-            await presence.release(board)
+            await presence.release(board, video=True)
+            await consumer.stop()
+
+
+async def test_video_rooms_are_listed_only_while_a_user_has_cameras(
+    arena: ArenaServerThread,
+) -> None:
+    """A workspace whose sessions have no cameras costs one request a second, not more."""
+    ws = new_workspace()
+    async with ArenaRest(arena.base_url) as rest:
+        await rest.create_video_room(ws, "cam")
+        consumer = VideoConsumer(arena.base_url, ws, "cam", "cam-consumer")
+        await consumer.start()
+        joints_only = presence.acquire(arena.base_url, ws, 5.0, period_s=0.02)
+        try:
+            await _until(lambda: joints_only.polls >= 3 * presence.VIDEO_EVERY, "polls")
+            assert joints_only.video_polls == 0
+            assert joints_only.video_room_listed("cam") is None
+            with_cameras = presence.acquire(arena.base_url, ws, 5.0, video=True)
+            assert with_cameras is joints_only
+            await _until(lambda: joints_only.video_registered(
+                "cam", "cam-consumer", consumer.joined_at) is True, "the consumer counted")
+            await presence.release(with_cameras, video=True)
+            assert joints_only.video_room_listed("cam") is None  # nothing stale kept
+            video_polls, polls = joints_only.video_polls, joints_only.polls
+            await _until(lambda: joints_only.polls >= polls + 3 * presence.VIDEO_EVERY,
+                         "polls after the last camera left")
+            assert joints_only.video_polls == video_polls
+        finally:
+            await presence.release(joints_only)
             await consumer.stop()
