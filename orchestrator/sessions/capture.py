@@ -84,7 +84,7 @@ class Alignment:
 def align(observation: Observation, clock: TickClock | None, stale_after_s: float,
           enabled: bool = True) -> Alignment:
     """The tick nearest the observation's capture, at most ``stale_after_s`` before its
-    snapshot (an older observation is never asked about)."""
+    snapshot (an older observation is never asked about: ``refusal``)."""
     age = max(0.0, observation.taken_at - observation.captured_at)
     if not enabled or clock is None:
         return Alignment(observation.tick, age, "snapshot")
@@ -92,6 +92,29 @@ def align(observation: Observation, clock: TickClock | None, stale_after_s: floa
     tick = observation_tick([observation.captured_at], observation.tick, clock.t0, clock.rate,
                             bound)
     return Alignment(tick, age, observation.dated_by)
+
+
+def refusal(frames: Mapping[str, Any], observation: Observation | None, now: float,
+            stale_after_s: float) -> tuple[str, str] | None:
+    """Why no chunk may be asked now, as (error kind, message); None when it may.
+
+    - ``stale_frame``: a camera's newest usable frame arrived more than ``stale_after_s``
+      ago (the watchdog sees the newest arrival, which a frame the decoder could not
+      convert leaves ahead of the last good one);
+    - ``stale_observation``: the observation's moment (its oldest part's capture) is more
+      than ``stale_after_s`` before its snapshot: a frame that arrived just now may show a
+      moment long gone (a slow video path, as its stream's timing says).
+    """
+    old = sorted(c for c, f in frames.items()
+                 if f is not None and now - f.arrived_at > stale_after_s)
+    if old:
+        return "stale_frame", f"the newest usable frame of {old} is older than {stale_after_s} s"
+    age = 0.0 if observation is None else observation.taken_at - observation.captured_at
+    if observation is None or age <= stale_after_s:
+        return None
+    return "stale_observation", (
+        f"the observation was captured {age:.2f} s before its snapshot (dated by "
+        f"{observation.dated_by}), over the {stale_after_s} s staleness limit")
 
 
 class _AlignSettings(Protocol):

@@ -7,7 +7,7 @@ from orchestrator.triton.errors import BadInput, InferenceTimeout, ModelNotReady
 
 ERROR_KINDS = ("triton_unavailable", "model_unavailable", "inference_timeout", "bad_input",
                "inference_error", "bad_chunk", "tick", "publish", "observation_error",
-               "stale_frame")
+               "stale_frame", "stale_observation")
 
 _BY_TYPE: dict[type[Exception], str] = {
     TritonUnavailable: "triton_unavailable",
@@ -18,7 +18,8 @@ _BY_TYPE: dict[type[Exception], str] = {
 
 
 class StaleObservation(Exception):
-    """The newest usable frame is past the staleness limit: nothing is asked from it."""
+    """The newest usable frame, or the observation's capture, is past the staleness limit:
+    nothing is asked from it."""
 
 
 def failure_kind(exc: Exception) -> str:

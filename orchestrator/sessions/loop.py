@@ -25,7 +25,7 @@ from orchestrator.control.timing import TickClock
 from orchestrator.observability import metrics
 from orchestrator.observability.logs import RateLimitedLogger
 from orchestrator.sessions import report
-from orchestrator.sessions.capture import JointReadings, align, observation_state
+from orchestrator.sessions.capture import JointReadings, align, observation_state, refusal
 from orchestrator.sessions.config import LoopSettings
 from orchestrator.sessions.failures import ERROR_KINDS, StaleObservation, failure_kind
 from orchestrator.sessions.observation import Observation, ObservationBuilder
@@ -200,9 +200,10 @@ class ControlLoop:
     def _safe_tick(self, k: int, now: float, clock: TickClock) -> None:
         try:
             self._tick(k, now, clock)
-        except Exception:  # one bad tick must not end the session's control
+        except Exception as exc:  # one bad tick must not end the session's control
             self.counters.errors["tick"] += 1
             metrics.ERRORS.labels(self.session_id, "tick").inc()
+            self.inference_problem = f"tick: {type(exc).__name__}: {exc}"  # until a chunk
             log.exception("session %s: tick %d failed", self.session_id, k)
 
     def _on_sent(self, command: Mapping[str, float], at: float, sent: bool,
@@ -276,20 +277,15 @@ class ControlLoop:
 
     def _snapshot(self, k: int, now: float) -> Observation | None:
         frames = {c: s.latest() for c, s in self._cameras.items()}
-        # The watchdog sees the newest frame's arrival; the newest usable one may be older
-        # (a frame the decoder could not convert leaves the last good one in place).
-        old = sorted(c for c, f in frames.items()
-                     if f is not None and now - f.arrived_at > self.settings.stale_after_s)
-        if old:
-            self._record_failure(
-                StaleObservation(f"the newest usable frame of {old} is older than "
-                                 f"{self.settings.stale_after_s} s"), "stale_frame")
-            return None
         state, joints_at = observation_state(
             self.joint_readings, self.mapper.state(), frames, now, self.mapper.last_update,
             self._joints_alive(), self.settings)
-        return self.builder.snapshot(k, now, state, frames, joints_captured_at=joints_at,
-                                     camera_latency_s=self.settings.camera_latency_s)
+        observation = self.builder.snapshot(k, now, state, frames, joints_captured_at=joints_at,
+                                            camera_latency_s=self.settings.camera_latency_s)
+        if refused := refusal(frames, observation, now, self.settings.stale_after_s):
+            self._record_failure(StaleObservation(refused[1]), refused[0])
+            return None
+        return observation
 
     def on_joints(self, changed: Mapping[str, float]) -> None:
         """A reading from the joint-input room: only the joints that changed (the server

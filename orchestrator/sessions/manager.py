@@ -9,6 +9,7 @@ import math
 import uuid
 from typing import Any
 
+from orchestrator.control.freshness import JOINTS
 from orchestrator.exports.source import FolderSource, HubSource, parse_source
 from orchestrator.observability.metrics import GC_PAUSES
 from orchestrator.sessions.collector import PACED, freeze_boot_objects, set_full_after
@@ -238,6 +239,17 @@ class SessionManager:
             raise InvalidSessionRequest(
                 f"camera_names must be unique names of letters, digits, '_' or '-': {cameras}"
             )
+        if JOINTS in cameras:  # the joint state's name among the sources in every status
+            raise InvalidSessionRequest(
+                f"camera name {JOINTS!r} is reserved for the joint state; rename the camera")
+        latency = spec.camera_latency_s if spec.camera_latency_s is not None else (
+            s.camera_latency_s)
+        stale_after_s = spec.stale_after_s or s.stale_after_s
+        if latency is not None and latency >= stale_after_s:
+            raise InvalidSessionRequest(
+                f"camera_latency_s {latency} must be below stale_after_s {stale_after_s}: "
+                "every frame would be past the staleness limit when it arrives, and no chunk "
+                "would ever be asked")
         arena_url = check_arena_url(spec.arena_url or s.arena_default_url, s.arena_default_url,
                                     s.arena_allowlist)
         workspace = spec.workspace_id or str(uuid.uuid4())

@@ -90,3 +90,20 @@ async def test_a_workspace_id_refused_says_what_it_must_be(orch: Orchestrator,
     """"-" was refused as holding other than letters, digits, '-' and '_'."""
     status, detail = await _post(orch, json.dumps({**BODY, "workspace_id": workspace}))
     assert status == 400 and "at least one letter or digit" in detail, detail
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    ({"camera_latency_s": 0.5}, "camera_latency_s 0.5 must be below stale_after_s 0.5"),
+    ({"camera_latency_s": 1.0, "stale_after_s": 0.8}, "must be below stale_after_s 0.8"),
+    ({"camera_names": ["joints"]}, "'joints' is reserved"),
+])
+async def test_a_session_that_could_never_ask_for_a_chunk_is_a_400(
+    orch: Orchestrator, extra: dict[str, object], says: str
+) -> None:
+    """Frames older than the staleness limit when they arrive are never asked about; a
+    camera called "joints" made every tick fail (its name is the joint state's). Both were
+    taken, and the session ran, "running", publishing nothing."""
+    status, detail = await _post(orch, json.dumps({**BODY, **extra}))
+    assert status == 400, detail
+    assert says in detail, detail
+    assert (await orch.http.get("/sessions")).json() == []

@@ -11,7 +11,6 @@ import contextlib
 import errno
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -303,28 +302,6 @@ async def test_an_observation_that_cannot_be_taken_costs_that_request_only(
         chunks = loop.core.stats().chunks
         await wait_for(lambda: loop.core.stats().chunks >= chunks + 3, 30, "chunks after it")
         assert loop.counters.errors["observation_error"] == 1
-
-
-async def test_no_chunk_is_asked_from_a_frame_past_the_staleness_limit(
-    orchestrator: Orchestrator, arena: ArenaServerProcess, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Frames keep arriving (the watchdog sees them: fresh) but none can be used, so the
-    last good one stays the newest usable. Injected: the conversion's result, as if every
-    new frame had a pixel format PyAV cannot convert (a producer we cannot make here). The
-    model was asked about that frame for as long as it lasted."""
-    async with driven_loop(orchestrator, arena, "stale") as loop:
-        camera = loop._cameras["front"]
-        good = camera.latest()
-        assert good is not None
-        old = replace(good, arrived_at=good.arrived_at - 10 * loop.settings.stale_after_s)
-        monkeypatch.setattr(camera, "latest", lambda: old)
-        await wait_for(lambda: loop.counters.errors["stale_frame"] >= 1, 30, "a refusal")
-        chunks = loop.core.stats().chunks
-        await asyncio.sleep(1.0)
-        assert loop.core.stats().chunks == chunks  # nothing asked from it
-        assert "stale_frame" in (await orchestrator.status(loop.session_id))["error_message"]
-        monkeypatch.undo()
-        await wait_for(lambda: loop.core.stats().chunks >= chunks + 3, 30, "chunks again")
 
 
 async def test_a_session_rejoins_robotics_rooms_re_created_under_their_ids(
