@@ -27,7 +27,7 @@ from orchestrator.sessions.provision import ModelProvider, ProvisionFailed, watc
 from orchestrator.sessions.session import Session
 from orchestrator.sessions.spec import SERVED_POLICY_TYPES, SessionRooms, SessionSpec
 from orchestrator.settings import Settings
-from orchestrator.triton.client import TritonClient
+from orchestrator.triton.client import PROBE_TIMEOUT_S, TritonClient
 from orchestrator.triton.errors import TritonError
 from orchestrator.triton.model_contract import ModelContract
 
@@ -209,15 +209,14 @@ class SessionManager:
         return {}
 
     async def triton_status(self) -> dict[str, Any]:
-        ready = await self.triton.is_server_ready()
-        models: dict[str, Any] = {}
-        for session in self.sessions():
-            if session.binding is None:
-                continue
-            ref = session.binding.policy
-            if str(ref) not in models:
-                models[str(ref)] = await self.triton.is_model_ready(ref.name, ref.version)
-        return {"url": self.triton.url, "server_ready": ready, "models_ready": models}
+        refs = {str(s.binding.policy): s.binding.policy for s in self.sessions() if s.binding}
+        # All at once, each within a probe's bound: one after another, a stalled server
+        # held the answer for as many bounds as there are models.
+        ready, *models = await asyncio.gather(self.triton.is_server_ready(), *(
+            self.triton.is_model_ready(r.name, r.version, timeout_s=PROBE_TIMEOUT_S)
+            for r in refs.values()))
+        return {"url": self.triton.url, "server_ready": ready,
+                "models_ready": dict(zip(refs, models, strict=True))}
 
     # -- validation ----------------------------------------------------------------------
     def _validate(self, spec: SessionSpec) -> SessionConfig:

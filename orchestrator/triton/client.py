@@ -43,6 +43,10 @@ from orchestrator.triton.signature import ModelSignature, TensorSpec, check_inpu
 
 log = logging.getLogger(__name__)
 
+# Health probes (/health, /metrics, status): well inside a health check's own 2-3 s and a
+# scrape's interval, where the control timeout would let a stalled server hang them 10 s.
+PROBE_TIMEOUT_S = 1.0
+
 
 @dataclass(frozen=True)
 class ModelStatistics:
@@ -141,7 +145,7 @@ class TritonClient:
         raise error
 
     # ---- health ------------------------------------------------------------
-    async def is_server_ready(self, timeout_s: float | None = None) -> bool:
+    async def is_server_ready(self, timeout_s: float = PROBE_TIMEOUT_S) -> bool:
         """Never raises: False when the server is down, unreachable or slow."""
         try:
             return bool(await self._call("server ready", "is_server_ready", timeout_s=timeout_s))

@@ -177,7 +177,7 @@ async def test_a_frozen_triton_is_503_for_a_hub_id_too(
     """A frozen server (SIGSTOP: real) keeps its connection and answers nothing: the deadline
     passes. A hub id is first looked up among the served models; that lookup's timeout was a
     500 (the timeout is not an "unreachable"). A status meanwhile answers, saying so, within
-    its own short bound (it waited out the 10 s control timeout)."""
+    its own short bound (it waited out the 10 s control timeout), as do the health probes."""
     if not e2e_triton.is_running():
         e2e_triton.start()
     settings = e2e_settings(e2e_triton).model_copy(update={"triton_timeout_s": 1.0})
@@ -196,6 +196,17 @@ async def test_a_frozen_triton_is_503_for_a_hub_id_too(
             assert status["status"] == "ready"
             assert "error" in status["stats"]["triton"], status["stats"]["triton"]
             assert took < 5.0, f"a status took {took:.1f} s"  # the bound, not speed
+            # Health probes answer within a health check's own timeout (compose: 2 s) and
+            # say so; each waited out the 10 s control timeout, so /health failed its check
+            # and every scrape failed (the alert on orchestrator_triton_up never fired).
+            for path, says in (("/health", '"triton_ready":false'),
+                               ("/metrics", "orchestrator_triton_up 0.0"),
+                               ("/debug/system", '"server_ready":false')):
+                began = time.monotonic()
+                response = await orch.http.get(path)
+                took = time.monotonic() - began
+                assert response.status_code == 200 and says in response.text, response.text
+                assert took < 2.0, f"{path} took {took:.1f} s"  # the bound, not speed
             # The listing asks for all four at once (one after another: 4 x the bound).
             began = time.monotonic()
             listed = (await orch.http.get("/sessions")).json()
