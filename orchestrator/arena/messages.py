@@ -17,11 +17,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 
 logger = logging.getLogger(__name__)
 
 MAX_INCOMING_CHARS = 1024 * 1024
+# A robot has tens of joints. A joint message beyond these is no reading, and parsing one
+# (tens of ms for a megabyte) would hold up every session on this event loop.
+MAX_JOINT_ENTRIES = 256
+MAX_ROBOTICS_CHARS = 128 * 1024
 
 JointValue = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 JointName = Annotated[str, Field(min_length=1, max_length=256)]
@@ -42,11 +46,13 @@ class JointUpdate(_Msg):
     type: Literal["joint_update"]
     data: list[JointEntry]
     source: str | None = None
+    invalid_entries: int = 0  # dropped, the valid rest kept (set by the parser, see _salvage)
 
 
 class StateSync(_Msg):
     type: Literal["state_sync"]
     data: dict[JointName, JointValue]
+    invalid_entries: int = 0
 
 
 class Joined(_Msg):
@@ -191,10 +197,11 @@ _VIDEO: dict[str, type[_Msg]] = {
 }
 
 
-def _parse(raw: str | bytes, table: dict[str, type[_Msg]]) -> _Msg | Malformed | Ignored:
+def _parse(raw: str | bytes, table: dict[str, type[_Msg]], max_chars: int = MAX_INCOMING_CHARS
+           ) -> _Msg | Malformed | Ignored:
     if isinstance(raw, bytes):
         return Malformed("binary frame")
-    if len(raw) > MAX_INCOMING_CHARS:
+    if len(raw) > max_chars:
         return Malformed(f"message too large ({len(raw)} chars)")
     try:
         obj = json.loads(raw)
@@ -210,16 +217,57 @@ def _parse(raw: str | bytes, table: dict[str, type[_Msg]]) -> _Msg | Malformed |
     model = table.get(kind)
     if model is None:
         return Ignored(kind)
+    if model in (JointUpdate, StateSync):
+        obj.pop("invalid_entries", None)  # ours to count, not the sender's to say
+        data = obj.get("data")
+        if isinstance(data, list | dict) and len(data) > MAX_JOINT_ENTRIES:
+            return Malformed(f"{kind}: {len(data)} entries, over {MAX_JOINT_ENTRIES}")
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
+        salvaged = _salvage(model, obj) if model in (JointUpdate, StateSync) else None
+        if salvaged is not None:
+            return salvaged
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
         return Malformed(f"{kind}: {where}: {first.get('msg')}")
 
 
+_NAME, _VALUE = TypeAdapter(JointName), TypeAdapter(JointValue)
+
+
+def _valid(adapter: TypeAdapter[Any], value: Any) -> bool:
+    try:
+        adapter.validate_python(value)
+    except ValidationError:
+        return False
+    return True
+
+
+def _salvage(model: type[_Msg], obj: dict[str, Any]) -> _Msg | None:
+    """The valid entries of a joint message with invalid ones (a null, NaN, odd name),
+    counted; None when none is valid or the rest of the message is bad. The server
+    forwards only the joints that changed: the good ones dropped with the message would
+    never come again, and their last values would pass for current."""
+    data = obj.get("data")
+    if isinstance(data, list):
+        good: list[Any] | dict[str, Any] = [
+            e for e in data if isinstance(e, dict) and _valid(_NAME, e.get("name"))
+            and _valid(_VALUE, e.get("value"))]
+    elif isinstance(data, dict):
+        good = {n: v for n, v in data.items() if _valid(_NAME, n) and _valid(_VALUE, v)}
+    else:
+        return None
+    if not good:
+        return None
+    try:
+        return model.model_validate({**obj, "data": good, "invalid_entries": len(data) - len(good)})
+    except ValidationError:
+        return None
+
+
 def parse_robotics(raw: str | bytes) -> RoboticsMessage | Malformed | Ignored:
-    msg = _parse(raw, _ROBOTICS)
+    msg = _parse(raw, _ROBOTICS, MAX_ROBOTICS_CHARS)
     return msg  # type: ignore[return-value]  # the table only holds robotics models
 
 

@@ -65,6 +65,7 @@ class RoboticsConsumer(RoboticsConnection):
         return {**super().describe(), "joints": self.joints, "last_reading_age_s": age}
 
     def _on_joints(self, msg: JointUpdate | StateSync) -> None:
+        self.stats.invalid_entries += msg.invalid_entries
         if isinstance(msg, StateSync):
             changed = dict(msg.data)  # empty on join to a fresh room: not a reading
         else:

@@ -66,6 +66,7 @@ class RoboticsStats:
     sent: int = 0  # joint_update messages sent (producer)
     send_dropped: int = 0  # send_joints while disconnected or failing
     dropped_names: int = 0  # new joint names beyond the consumer's bound
+    invalid_entries: int = 0  # joint entries dropped from a message whose others were kept
     last_error: str | None = None
 
 

@@ -9,7 +9,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 
-from orchestrator.arena.messages import EmergencyStop, parse_robotics, parse_video
+from orchestrator.arena.messages import (
+    MAX_JOINT_ENTRIES,
+    EmergencyStop,
+    parse_robotics,
+    parse_video,
+)
 from orchestrator.arena.rest import ArenaRest, ArenaUnavailable, JoinRefused
 from orchestrator.arena.robotics import MAX_JOINT_NAMES, RoboticsConsumer, RoboticsProducer
 from tests.support.arena import ArenaServerThread, free_port
@@ -352,4 +357,37 @@ async def test_an_error_in_the_receive_loop_costs_one_connection_not_the_client(
         assert "a fault in the receive loop" in (consumer.stats.last_error or "")
     finally:
         await producer.stop()
+        await consumer.stop()
+
+
+async def test_a_joint_message_keeps_its_valid_entries_and_a_huge_one_is_dropped(
+    fake_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """Another server forwards entries as the producer sent them, and only the joints that
+    changed: one null among them dropped the whole message, and the good joints in it never
+    came again (their old values passed for current). A message of thousands of entries
+    took tens of ms to parse on the loop every session ticks on."""
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()  # join frame
+        await ws.send(json.dumps({"type": "joined", "room_id": "r", "role": "consumer"}))
+        await ws.send(json.dumps({"type": "joint_update", "data": [
+            {"name": "pan", "value": 40.0}, {"name": "lift", "value": None},
+            {"name": "", "value": 1.0}, {"name": "roll", "value": float("nan")}]}))
+        await ws.send(json.dumps({"type": "state_sync", "data": {"wrist": 3.0, "x": "1"}}))
+        await ws.send(json.dumps({"type": "joint_update", "data": [
+            {"name": f"j{i}", "value": 1.0} for i in range(MAX_JOINT_ENTRIES + 1)]}))
+        await ws.send(json.dumps({"type": "joint_update", "data": [
+            {"name": "lift", "value": 5.0}]}))
+        await ws.wait_closed()
+
+    url = await fake_server(handler)
+    consumer = RoboticsConsumer(url, "w", "r")
+    await consumer.start()
+    try:
+        await eventually(lambda: "lift" in consumer.joints, "the last reading")
+        assert consumer.joints == {"pan": 40.0, "wrist": 3.0, "lift": 5.0}
+        assert consumer.stats.invalid_entries == 4
+        assert consumer.stats.malformed == 1  # the huge one
+        assert consumer.stats.readings == 3
+    finally:
         await consumer.stop()
