@@ -72,11 +72,13 @@ class Registry:
         raw = internal_kv._internal_kv_get(self._key(session_id), namespace=self.namespace)
         return None if raw is None else SessionRecord.from_json(raw)
 
-    def update(self, session_id: str, **changes: Any) -> SessionRecord | None:
-        """Change fields of an existing record; None (and nothing written) when it is gone."""
+    def update(self, session_id: str, if_owner: int | None = None, **changes: Any
+               ) -> SessionRecord | None:
+        """Change fields of an existing record; None (and nothing written) when it is gone.
+        With ``if_owner``, a record another worker owns is returned as it is, unwritten."""
         record = self.get(session_id)
-        if record is None:
-            return None
+        if record is None or (if_owner is not None and record.owner != if_owner):
+            return record
         record = record.with_(**changes)
         self.put(record)
         return record

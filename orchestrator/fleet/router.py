@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ray
 
+from orchestrator.arena.rest import new_workspace
 from orchestrator.fleet.deletes import API_MARK, live_jobs, marking_workers, stale_marks
 from orchestrator.fleet.link import CALL_TIMEOUT_S, PROBE_TIMEOUT_S, RESTARTING_WAIT_S, WorkerLink
 from orchestrator.fleet.registry import Registry, SessionRecord
@@ -79,18 +80,27 @@ class FleetRouter(WorkerLink):
         return list(self._states.values())
 
     async def create(self, spec: SessionSpec) -> SessionRooms:
-        sid = spec.session_id
+        sid, limit = spec.session_id, self.settings.max_sessions
         records = await self._kv(self.registry.all)
         if any(r.session_id == sid for r in records):
             raise SessionExists(f"session {sid!r} already exists")
-        if len(records) >= self.settings.max_sessions:
-            raise TooManySessions(
-                f"session limit reached ({self.settings.max_sessions}); delete a session first")
+        full = TooManySessions(f"session limit reached ({limit}); delete a session first")
+        if len(records) >= limit:
+            raise full
+        if spec.workspace_id is None:
+            # Chosen here, not by the worker: every worker this create tries, and a restore,
+            # then use the same rooms (a worker answering after the next was asked made its
+            # own workspace, and its rooms were left there).
+            spec = replace(spec, workspace_id=new_workspace())
         candidates = await self._candidates()
         if not await self._kv(self.registry.reserve, record_for(spec, candidates[0])):
             raise SessionExists(f"session {sid!r} already exists")
         reasons = []
         try:
+            # Counted again with this reservation in: creates checking the count at once
+            # (any API process) all passed it. Racing ones may all step back: none goes over.
+            if len(await self._kv(self.registry.session_ids)) > limit:
+                raise full
             # After the reservation: a delete that marks the id from now on (a worker's
             # sweep) reads the record again first, and keeps this session's rooms.
             await self._delete_done(sid)

@@ -210,9 +210,11 @@ class SessionWorker:
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    async def _update(self, session_id: str, changes: dict[str, Any]) -> SessionRecord | None:
+    async def _update(self, session_id: str, changes: dict[str, Any],
+                      if_owner: int | None = None) -> SessionRecord | None:
         async with self._write_order:
-            return await asyncio.to_thread(self.registry.update, session_id, **changes)
+            return await asyncio.to_thread(self.registry.update, session_id, if_owner,
+                                           **changes)
 
     async def _desired(self, session_id: str, desired: Desired, clear_latch: bool = True
                        ) -> None:
@@ -234,10 +236,15 @@ class SessionWorker:
             rooms = session.rooms()
             # The workspace may have been chosen here: a restart must rejoin that one.
             kept = replace(parsed, workspace_id=rooms.workspace_id).to_dict()
-            record = await self._update(parsed.session_id, {"desired": "ready", "spec": kept})
+            # Written only while this worker owns the record: a router that gave up on this
+            # create (its timeout) has placed the session elsewhere, and that one's desired
+            # state and spec are the record's now.
+            record = await self._update(parsed.session_id, {"desired": "ready", "spec": kept},
+                                        if_owner=self.index)
             if record is None or record.owner != self.index:
                 # The caller gave up on this create (its timeout, a delete meanwhile): the
-                # session would run here unlisted and unreachable.
+                # session would run here unlisted and unreachable. Its rooms are the new
+                # owner's too (the router chose the workspace), unless it was deleted.
                 await self.deletes.close(parsed.session_id, delete_rooms=record is None)
                 raise CreateAbandoned(f"session {parsed.session_id!r} was deleted or placed "
                                       "elsewhere while it was being created")

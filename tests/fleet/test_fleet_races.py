@@ -305,3 +305,81 @@ async def test_a_create_after_the_worker_deleting_its_id_is_gone_for_good(
         assert created.status_code == 200, created.text
         assert registry.deletes_of(sid) == {}
         assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_a_create_that_names_no_workspace_gets_the_router_s(
+    fleet: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """The router chooses the workspace before any worker is asked: every worker a create
+    tries, and a restore, then use the same rooms. A worker chose it, so one answering
+    after the router had moved on to the next left its rooms in a workspace of its own."""
+    sid = new_id("ws")
+    registry = router(fleet).registry
+    with frozen(arena):  # the create waits on the room server
+        creating = asyncio.create_task(fleet.http.post("/sessions", json=body(sid, arena)))
+        await wait_for(lambda: registry.get(sid) is not None, 3, "the reservation")
+        reserved = registry.get(sid)
+        assert reserved is not None
+    response = await creating
+    assert response.status_code == 200, response.text
+    assert reserved.spec["workspace_id"] is not None
+    assert response.json()["workspace_id"] == reserved.spec["workspace_id"]
+    assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_a_create_answered_after_the_router_moved_on_leaves_the_record_as_it_is(
+    fleet: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """A router gives up on a worker's create after 30 s and places the session on the next
+    worker. The first one's late answer wrote its own desired state ("ready") and spec over
+    the new owner's: a running session would come back stopped from a restore. Here the
+    test is the router: it reserves, asks worker 0, and moves the record on as the router
+    does (waiting out its 30 s is the only other way); the room server is frozen to hold
+    the create."""
+    sid, workspace = new_id("moved"), new_id("ws")
+    spec = CreateSessionRequest(**{**body(sid, arena), "workspace_id": workspace}).to_spec()
+    registry = router(fleet).registry
+    handle = ray.get_actor(worker_name(0), namespace=fleet.app.state.settings.ray_namespace)
+    assert registry.reserve(record_for(spec, 0))
+    try:
+        with frozen(arena):
+            reply = handle.create.remote(spec.to_dict())
+            await asyncio.sleep(1.0)  # the worker is in the create, waiting on the server
+            moved = registry.update(sid, owner=1, desired="running")
+        answer = await asyncio.wait_for(reply, 60)
+        assert "error" in answer and "placed elsewhere" in str(answer), answer
+        assert registry.get(sid) == moved
+        assert sid not in (await handle.list.remote())["ok"]
+    finally:
+        registry.delete(sid)
+        async with ArenaRest(arena.base_url) as rest:  # the next owner's, had there been one
+            for room in await rest.list_video_rooms(workspace):
+                await rest.delete_video_room(workspace, room["id"])
+            for room in await rest.list_robotics_rooms(workspace):
+                await rest.delete_robotics_room(workspace, room["id"])
+
+
+async def test_creates_at_once_never_go_over_the_session_limit(
+    fleet: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """The count was read before the reservation: five creates at once against a limit of
+    two all passed it (the workers had room for six)."""
+    fleet_router = router(fleet)
+    saved, before = fleet_router.settings, fleet_router.registry.session_ids()
+    fleet_router.settings = saved.model_copy(update={"max_sessions": len(before) + 2})
+    ids = [new_id("lim") for _ in range(5)]
+    try:
+        answers = await asyncio.gather(
+            *(fleet.http.post("/sessions", json=body(sid, arena)) for sid in ids))
+        created = [sid for sid, a in zip(ids, answers, strict=True) if a.status_code == 200]
+        refused = [a for a in answers if a.status_code != 200]
+        assert len(created) <= 2, created
+        assert all(a.status_code == 429 and "session limit" in a.text for a in refused)
+        assert fleet_router.registry.session_ids() - before == set(created)
+        for sid in created:
+            assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
+        response = await fleet.http.post("/sessions", json=body(ids[0], arena))
+        assert response.status_code == 200, response.text  # nothing of them held a place
+        assert (await fleet.http.delete(f"/sessions/{ids[0]}")).status_code == 200
+    finally:
+        fleet_router.settings = saved
