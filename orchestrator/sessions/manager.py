@@ -88,6 +88,8 @@ class SessionManager:
         try:
             config = self._validate(spec)
             served, source = await self._resolve_model(spec, config)
+            if sid in self._abandoned:  # deleted during the model check: no room is made
+                raise CreateAbandoned(f"session {sid!r} was deleted while it was being created")
             session = Session(config, self.triton)
             await session.open(rejoin=rejoin)  # cleans up after itself on failure
             if served is not None:
@@ -98,7 +100,9 @@ class SessionManager:
             self._sessions[sid] = session
         finally:
             self._pending.discard(sid)
-            self._abandoned.discard(sid)
+            if sid in self._abandoned:  # its delete, and a create of the id, wait for this
+                self._abandoned.discard(sid)
+                self._closing.pop(sid).set()
         if served is None:
             assert source is not None
             self._provisioning[sid] = asyncio.create_task(
@@ -126,10 +130,13 @@ class SessionManager:
     async def delete(self, session_id: str, *, delete_rooms: bool = True) -> None:
         """Close the session; ``delete_rooms=False`` leaves its rooms to whoever owns it now
         (a fleet worker dropping a session that moved to another worker). One still being
-        created is closed, rooms and all, when its create ends (which then answers 409)."""
+        created is closed, rooms and all, by its create (which then answers 409); this
+        answers when that is done, as for any delete: the id is free to create again."""
         if session_id in self._pending and session_id not in self._sessions:
             self._abandoned.add(session_id)
+            ended = self._closing.setdefault(session_id, asyncio.Event())
             log.info("session %s deleted while being created", session_id)
+            await ended.wait()
             return
         closing = self._closing.get(session_id)
         if closing is not None and session_id not in self._sessions:

@@ -227,22 +227,39 @@ async def test_a_session_deleted_while_it_is_being_created_does_not_appear(
     orchestrator: Orchestrator, arena: ArenaServerProcess
 ) -> None:
     """The delete answered 404 (the id was not created yet), and the session then appeared
-    and stayed. The room server is frozen (SIGSTOP: real) to hold the create in its rooms'
-    calls, and let go within the clients' 5 s timeout."""
+    and stayed. Then it answered at once, while the create went on making rooms, and a
+    create of the id right after it was a 409 "already exists" of a session no listing
+    showed. The delete now answers once the create has ended and removed what it made, as
+    any delete does; a create sent meanwhile waits for that. The room server is frozen
+    (SIGSTOP: real) to hold the create in its rooms' calls, and let go within the clients'
+    5 s timeout."""
     assert arena.proc is not None
     sid, workspace = _sid(), uuid.uuid4().hex
+    body = session_body(sid, arena, workspace_id=workspace)
     with stopped(arena.proc.pid):
-        creating = asyncio.create_task(orchestrator.http.post(
-            "/sessions", json=session_body(sid, arena, workspace_id=workspace)))
+        creating = asyncio.create_task(orchestrator.http.post("/sessions", json=body))
         await asyncio.sleep(1.0)  # past the model check, waiting on the room server
-        deleted = await orchestrator.http.delete(f"/sessions/{sid}")
+        deleting = asyncio.create_task(orchestrator.http.delete(f"/sessions/{sid}"))
+        await asyncio.sleep(0.3)
+        assert (await orchestrator.http.get(f"/sessions/{sid}")).status_code == 404
+        again = asyncio.create_task(orchestrator.http.post("/sessions", json=body))
+        await asyncio.sleep(0.3)
+        assert not again.done()  # it waits for the first create to end
+    deleted = await deleting
     assert deleted.status_code == 200, deleted.text
     response = await creating
     assert response.status_code == 409, response.text
     assert "deleted while it was being created" in response.json()["detail"]
-    assert (await orchestrator.http.get(f"/sessions/{sid}")).status_code == 404
-    assert orchestrator.manager.sessions() == []
+    created = await again
+    assert created.status_code == 200, created.text
+    assert [s.session_id for s in orchestrator.manager.sessions()] == [sid]
+    rooms = created.json()
     async with ArenaRest(arena.base_url) as rest:
+        robotics = {r["id"] for r in await rest.list_robotics_rooms(workspace)}
+        assert {rooms["joint_input_room_id"], rooms["joint_output_room_id"]} == robotics
+        assert {r["id"] for r in await rest.list_video_rooms(workspace)} == set(
+            rooms["camera_room_ids"].values())
+        assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
         assert await rest.list_robotics_rooms(workspace) == []
         assert await rest.list_video_rooms(workspace) == []
 

@@ -88,7 +88,8 @@ async def test_a_session_deleted_while_its_worker_creates_it_is_not_left_there(
     fleet: Orchestrator, arena: ArenaServerProcess
 ) -> None:
     """The record goes at once; the worker, finding it gone when its create ends, closes the
-    session and deletes its rooms. It ran on, unlisted and unreachable."""
+    session and deletes its rooms. It ran on, unlisted and unreachable. The delete answers
+    when that is done (its mark stands till then: a create of the id waits for it)."""
     sid, workspace = new_id("cd"), uuid.uuid4().hex
     before = {w: h["sessions"] for w, h in (await fleet.http.get("/health")).json()[
         "workers"].items()}
@@ -97,7 +98,10 @@ async def test_a_session_deleted_while_its_worker_creates_it_is_not_left_there(
             fleet.http.post("/sessions", json={**body(sid, arena), "workspace_id": workspace}))
         await wait_for(lambda: router(fleet).registry.get(sid) is not None, 3, "the reservation")
         await asyncio.sleep(0.3)  # the worker is in the create by now
-        assert (await fleet.http.delete(f"/sessions/{sid}")).status_code == 200
+        # It answers once the create has ended and removed what it made.
+        deleting = asyncio.create_task(fleet.http.delete(f"/sessions/{sid}"))
+        await asyncio.sleep(0.3)
+    assert (await deleting).status_code == 200
     response = await creating
     assert response.status_code == 409, response.text
     assert "deleted" in response.json()["detail"]
