@@ -36,7 +36,7 @@ from orchestrator.sessions.errors import (
     TooManySessions,
 )
 from orchestrator.sessions.session import SessionState
-from orchestrator.sessions.spec import SessionRooms, SessionSpec
+from orchestrator.sessions.spec import SessionRooms, SessionSpec, camera_room_clash
 from orchestrator.settings import Settings
 from orchestrator.triton.client import TritonClient
 
@@ -87,11 +87,15 @@ class FleetRouter(WorkerLink):
         full = TooManySessions(f"session limit reached ({limit}); delete a session first")
         if len(records) >= limit:
             raise full
-        if spec.workspace_id is None:
-            # Chosen here, not by the worker: every worker this create tries, and a restore,
-            # then use the same rooms (a worker answering after the next was asked made its
-            # own workspace, and its rooms were left there).
-            spec = replace(spec, workspace_id=new_workspace())
+        # Chosen here, not by the worker: every worker this create tries, and a restore,
+        # then use the same rooms (a worker answering after the next was asked made its
+        # own workspace, and its rooms were left there).
+        workspace = spec.workspace_id or new_workspace()
+        spec = replace(spec, workspace_id=workspace)
+        clash = camera_room_clash(spec, workspace,
+                                  (SessionSpec.from_dict(r.spec) for r in records))
+        if clash is not None:
+            raise SessionExists(clash)
         candidates = await self._candidates()
         if not await self._kv(self.registry.reserve, record_for(spec, candidates[0])):
             raise SessionExists(f"session {sid!r} already exists")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from orchestrator.sessions.policy import PolicyRef
-from orchestrator.sessions.spec import SessionRooms, SessionSpec
+from orchestrator.sessions.spec import SessionRooms, SessionSpec, camera_room
 from orchestrator.settings import BlendMode, Settings
 from orchestrator.triton.model_contract import ModelContract
 
@@ -83,7 +83,7 @@ class SessionConfig:
 
     @property
     def camera_rooms(self) -> dict[str, str]:
-        return {cam: f"{self.session_id}-{cam}" for cam in self.cameras}
+        return {cam: camera_room(self.session_id, cam) for cam in self.cameras}
 
     @property
     def joint_input_room(self) -> str:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import math
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from orchestrator.control.freshness import JOINTS
@@ -25,7 +26,12 @@ from orchestrator.sessions.policy import PolicyRef, check_arena_url, parse_polic
 from orchestrator.sessions.priority import ControlPriority
 from orchestrator.sessions.provision import ModelProvider, ProvisionFailed, watch_step
 from orchestrator.sessions.session import Session
-from orchestrator.sessions.spec import SERVED_POLICY_TYPES, SessionRooms, SessionSpec
+from orchestrator.sessions.spec import (
+    SERVED_POLICY_TYPES,
+    SessionRooms,
+    SessionSpec,
+    camera_room_clash,
+)
 from orchestrator.settings import Settings
 from orchestrator.triton.client import PROBE_TIMEOUT_S, TritonClient
 from orchestrator.triton.errors import TritonError
@@ -40,7 +46,8 @@ class SessionManager:
         self.settings = settings
         self.triton = triton
         self._sessions: dict[str, Session] = {}
-        self._pending: set[str] = set()  # ids being created: a second create gets 409
+        # Ids being created (a second create gets 409), with their config once validated.
+        self._pending: dict[str, SessionConfig | None] = {}
         self._abandoned: set[str] = set()  # ids deleted while being created
         self._closing: dict[str, asyncio.Event] = {}  # ids being deleted: set when done
         self._lock = asyncio.Lock()
@@ -84,9 +91,10 @@ class SessionManager:
                 raise TooManySessions(
                     f"session limit reached ({self.settings.max_sessions}); delete a session first"
                 )
-            self._pending.add(sid)
+            self._pending[sid] = None
         try:
             config = self._validate(spec)
+            self._claim_rooms(config)
             served, source = await self._resolve_model(spec, config)
             if sid in self._abandoned:  # deleted during the model check: no room is made
                 raise CreateAbandoned(f"session {sid!r} was deleted while it was being created")
@@ -99,7 +107,7 @@ class SessionManager:
                 raise CreateAbandoned(f"session {sid!r} was deleted while it was being created")
             self._sessions[sid] = session
         finally:
-            self._pending.discard(sid)
+            self._pending.pop(sid, None)
             if sid in self._abandoned:  # its delete, and a create of the id, wait for this
                 self._abandoned.discard(sid)
                 self._closing.pop(sid).set()
@@ -113,6 +121,16 @@ class SessionManager:
             list(config.cameras),
         )
         return session.rooms()
+
+    def _claim_rooms(self, config: SessionConfig) -> None:
+        """Refuse video rooms another session here has (409); hold them while creating."""
+        configs = [s.config for s in self._sessions.values()]
+        configs += [c for c in self._pending.values() if c is not None]
+        clash = camera_room_clash(config.spec, config.workspace_id, (
+            replace(c.spec, workspace_id=c.workspace_id) for c in configs))
+        if clash is not None:
+            raise SessionExists(clash)
+        self._pending[config.session_id] = config
 
     async def _attach(self, session: Session, spec: SessionSpec, policy: PolicyRef,
                       contract: ModelContract, *, rejoin: bool) -> None:

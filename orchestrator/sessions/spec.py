@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,3 +65,27 @@ class SessionRooms:
     camera_room_ids: Mapping[str, str]
     joint_input_room_id: str
     joint_output_room_id: str
+
+
+def camera_room(session_id: str, camera: str) -> str:
+    """A camera's video room (the RobotHub inference server's layout)."""
+    return f"{session_id}-{camera}"
+
+
+def camera_room_clash(spec: SessionSpec, workspace: str, others: Iterable[SessionSpec]
+                      ) -> str | None:
+    """Why ``spec`` cannot have its video rooms in ``workspace``: a room id is another
+    session's there (``a`` with camera ``x-front`` and ``a-x`` with ``front`` both make
+    ``a-x-front``: the second create replaced the first's room, and either delete removed
+    both). ``others`` are specs with their workspace filled in; None when nothing clashes."""
+    mine = {camera_room(spec.session_id, c): c for c in spec.camera_names}
+    for other in others:
+        if other.session_id == spec.session_id or other.workspace_id != workspace:
+            continue
+        for camera in other.camera_names:
+            room = camera_room(other.session_id, camera)
+            if room in mine:
+                return (f"camera {mine[room]!r} would make video room {room!r}, which is "
+                        f"session {other.session_id!r}'s (camera {camera!r}) in workspace "
+                        f"{workspace!r}: choose another session id or camera name")
+    return None

@@ -275,3 +275,22 @@ async def test_names_outside_ascii_are_refused_before_anything_is_made(
         assert status == 400, (extra, detail)
         assert "letters, digits" in detail
     assert orchestrator.manager.sessions() == []
+
+
+async def test_a_session_whose_video_room_is_another_s_is_a_409(
+    orchestrator: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """Rooms are ``{session}-{camera}``, and both may hold '-': session ``a`` with camera
+    ``x-front`` and session ``a-x`` with ``front`` make the same room. The second create
+    replaced the first's room (its robot's stream dropped) and either delete removed it."""
+    tail, workspace = uuid.uuid4().hex[:6], uuid.uuid4().hex
+    first = f"clash-{tail}"
+    await orchestrator.create_session(**session_body(first, arena, workspace_id=workspace))
+    body = session_body("clash", arena, workspace_id=workspace, camera_names=[f"{tail}-front"])
+    status, detail = await _post(orchestrator, body)
+    assert status == 409, detail
+    assert f"{first}-front" in detail and first in detail, detail
+    assert [s.session_id for s in orchestrator.manager.sessions()] == [first]
+    elsewhere = await orchestrator.http.post("/sessions", json={**body, "workspace_id": None})
+    assert elsewhere.status_code != 409, elsewhere.text  # another workspace: no clash
+    assert (await orchestrator.http.delete(f"/sessions/{first}")).status_code == 200

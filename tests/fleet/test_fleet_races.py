@@ -387,3 +387,20 @@ async def test_creates_at_once_never_go_over_the_session_limit(
         assert (await fleet.http.delete(f"/sessions/{ids[0]}")).status_code == 200
     finally:
         fleet_router.settings = saved
+
+
+async def test_a_session_whose_video_room_is_another_worker_s_is_a_409(
+    fleet: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """As in one process (tests/e2e/test_create_errors.py), across workers: each worker
+    knows only its own sessions' rooms, the registry all of them."""
+    tail, workspace = uuid.uuid4().hex[:6], new_id("ws")
+    first = f"clash-{tail}"
+    assert (await fleet.http.post("/sessions", json={**body(first, arena),
+                                                    "workspace_id": workspace})).status_code == 200
+    response = await fleet.http.post("/sessions", json={
+        **body("clash", arena), "workspace_id": workspace, "camera_names": [f"{tail}-front"]})
+    assert response.status_code == 409, response.text
+    assert f"{first}-front" in response.json()["detail"]
+    assert router(fleet).registry.get("clash") is None
+    assert (await fleet.http.delete(f"/sessions/{first}")).status_code == 200
