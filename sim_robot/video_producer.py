@@ -25,20 +25,16 @@ from typing import Literal
 
 from aiortc import RTCIceCandidate, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from orchestrator.arena.messages import ParticipantEvent, VideoMessage, WebRTCAnswer, WebRTCIce
-from orchestrator.arena.rest import ArenaError, ArenaUnavailable
-from orchestrator.arena.webrtc import (
+from orchestrator.arena.candidates import (
     EndOfCandidates,
-    Role,
-    RoomStats,
-    VideoRoomClient,
     add_candidate,
-    close_pc,
     ice_candidate,
-    rtc_configuration,
     sdp_candidates,
     strip_candidates,
 )
+from orchestrator.arena.messages import ParticipantEvent, VideoMessage, WebRTCAnswer, WebRTCIce
+from orchestrator.arena.rest import ArenaError, ArenaUnavailable
+from orchestrator.arena.webrtc import Role, RoomStats, VideoRoomClient, close_pc, rtc_configuration
 from sim_robot.camera import CameraSource, CameraTrack
 
 logger = logging.getLogger(__name__)

@@ -33,6 +33,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 
+from orchestrator.arena.candidates import EndOfCandidates, add_candidate, ice_candidate
 from orchestrator.arena.messages import (
     EmergencyStop,
     ErrorMessage,
@@ -43,16 +44,7 @@ from orchestrator.arena.messages import (
     deliver_emergency_stop,
 )
 from orchestrator.arena.stream_clock import SenderClock, StreamTiming
-from orchestrator.arena.webrtc import (
-    EndOfCandidates,
-    Role,
-    RoomStats,
-    VideoRoomClient,
-    add_candidate,
-    close_pc,
-    ice_candidate,
-    rtc_configuration,
-)
+from orchestrator.arena.webrtc import Role, RoomStats, VideoRoomClient, close_pc, rtc_configuration
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Video rooms carry signaling only: the peers exchange SDP and ICE candidates through
 `POST /video/workspaces/{ws}/rooms/{room}/webrtc/signal` and receive the peer's messages
 on their room WebSocket. This module holds the small, protocol-level pieces both sides
-need: joining a video room, validating ICE candidates, posting signals, SDP candidates.
+need: joining a video room, posting signals, the room client (candidates: candidates.py).
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from aiortc import RTCConfiguration, RTCIceCandidate, RTCIceServer, RTCPeerConnection
-from aiortc.sdp import candidate_from_sdp
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
@@ -31,7 +30,6 @@ from orchestrator.arena.messages import (
     Joined,
     Malformed,
     VideoMessage,
-    WebRTCIce,
     parse_video,
 )
 from orchestrator.arena.rest import (
@@ -49,13 +47,6 @@ logger = logging.getLogger(__name__)
 MAX_MESSAGE_BYTES = 1024 * 1024
 # Signaling messages waiting for their handler; beyond this a room is flooding us.
 MAX_QUEUED_SIGNALS = 256
-
-
-class EndOfCandidates:
-    """Marker for a trickled end-of-candidates (an empty candidate string)."""
-
-
-END_OF_CANDIDATES = EndOfCandidates()
 
 
 def rtc_configuration(ice_servers: Sequence[RTCIceServer] = ()) -> RTCConfiguration:
@@ -77,69 +68,6 @@ def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
     """Exponential backoff with jitter, so many clients do not reconnect in lockstep."""
     delay: float = min(max_s, initial_s * (2 ** min(attempt, 16)))
     return delay * (0.5 + random.random() / 2)
-
-
-def parse_candidate(obj: Any) -> RTCIceCandidate | EndOfCandidates | None:
-    """A trickled `{candidate, sdpMid, sdpMLineIndex}` as aiortc wants it; None if malformed."""
-    if not isinstance(obj, dict):
-        return None
-    text, mid, index = obj.get("candidate"), obj.get("sdpMid"), obj.get("sdpMLineIndex")
-    if not isinstance(text, str) or len(text) > 1024:
-        return None
-    if mid is not None and not isinstance(mid, str):
-        return None
-    if index is not None and (not isinstance(index, int) or isinstance(index, bool) or index < 0):
-        return None
-    if mid is None and index is None:
-        return None
-    text = text.strip()
-    if text.startswith("a="):
-        text = text[2:]
-    if text.startswith("candidate:"):
-        text = text[len("candidate:") :]
-    if not text:
-        # Browsers signal end-of-candidates with an empty candidate.
-        return END_OF_CANDIDATES
-    try:
-        candidate = candidate_from_sdp(text)
-    except (AssertionError, ValueError, IndexError):
-        return None
-    candidate.sdpMid = mid
-    candidate.sdpMLineIndex = index
-    return candidate
-
-
-def ice_candidate(msg: WebRTCIce) -> RTCIceCandidate | EndOfCandidates | None:
-    """The candidate of a `webrtc_ice` message; a null candidate is how a browser says
-    end-of-candidates. None if malformed."""
-    if msg.candidate is None:
-        return END_OF_CANDIDATES
-    return parse_candidate(msg.candidate.model_dump())
-
-
-def sdp_candidates(sdp: str) -> list[dict[str, Any]]:
-    """The `a=candidate` lines of an SDP as trickle messages, the way a browser sends them."""
-    out: list[dict[str, Any]] = []
-    sections = sdp.split("\nm=")[1:]  # media sections, in m-line order
-    for index, section in enumerate(sections):
-        lines = [ln.strip() for ln in section.splitlines()]
-        mid = next((ln[len("a=mid:") :] for ln in lines if ln.startswith("a=mid:")), None)
-        out.extend(
-            {"candidate": ln[2:], "sdpMid": mid, "sdpMLineIndex": index}
-            for ln in lines
-            if ln.startswith("a=candidate:")
-        )
-    return out
-
-
-def strip_candidates(sdp: str) -> str:
-    """An SDP without candidates, as a browser's first offer looks before trickling."""
-    lines = [
-        ln
-        for ln in sdp.splitlines()
-        if not ln.startswith("a=candidate:") and not ln.startswith("a=end-of-candidates")
-    ]
-    return "\r\n".join(lines) + "\r\n"
 
 
 async def join_video_room(
@@ -385,14 +313,3 @@ async def close_pc(pc: RTCPeerConnection, timeout_s: float) -> None:
             await pc.close()
     except TimeoutError:
         logger.warning("closing a peer connection timed out")
-
-
-async def add_candidate(
-    pc: RTCPeerConnection, candidate: RTCIceCandidate | EndOfCandidates
-) -> None:
-    try:
-        await pc.addIceCandidate(None if isinstance(candidate, EndOfCandidates) else candidate)
-    except ValueError as exc:  # e.g. a candidate after end-of-candidates
-        logger.info("remote candidate rejected: %r", exc)
-    except OSError as exc:  # e.g. aioice's mDNS socket: that candidate only, not the room
-        logger.info("remote candidate unusable: %r", exc)

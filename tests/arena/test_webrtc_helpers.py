@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 from aiortc import RTCIceCandidate
 
-from orchestrator.arena.webrtc import (
+from orchestrator.arena.candidates import (
     END_OF_CANDIDATES,
-    backoff_delay,
-    http_to_ws,
     parse_candidate,
     sdp_candidates,
     strip_candidates,
 )
+from orchestrator.arena.webrtc import backoff_delay, http_to_ws
 
 SDP = (
     "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
