@@ -178,11 +178,14 @@ class VideoConsumer(VideoRoomClient):
             if msg.type == "participant_left":
                 await self._on_left(msg.participant_id)
         elif isinstance(msg, EmergencyStop):
-            self.stats.emergency_stops += 1
-            deliver_emergency_stop(msg, self.on_emergency_stop, self.room_id)
+            self._on_emergency_stop(msg)
         elif isinstance(msg, ErrorMessage):
             logger.warning("video %s: server error: %r", self.room_id, msg.message)
         return True
+
+    def _on_emergency_stop(self, msg: EmergencyStop) -> None:
+        self.stats.emergency_stops += 1
+        deliver_emergency_stop(msg, self.on_emergency_stop, self.room_id)
 
     async def _on_left(self, participant: str) -> None:
         self._early.pop(participant, None)

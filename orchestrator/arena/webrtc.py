@@ -14,7 +14,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -72,11 +72,12 @@ def backoff_delay(attempt: int, initial_s: float, max_s: float) -> float:
 
 async def join_video_room(
     base_url: str, workspace: str, room_id: str, participant_id: str, role: Role,
-    timeout_s: float,
+    timeout_s: float, on_stop: Callable[[EmergencyStop], None] | None = None,
 ) -> ClientConnection:
     """Open the room's WebSocket and complete the join handshake. Raises JoinRefused when
     the server says no, ArenaUnavailable when it cannot be reached or does not confirm the
-    join in time (a malformed join is never answered)."""
+    join in time (a malformed join is never answered). An emergency stop read before the
+    confirmation goes to ``on_stop`` at once, whatever the join's outcome."""
     url = http_to_ws(base_url) + room_path(workspace, room_id) + "/ws"
     try:
         ws = await connect(
@@ -92,7 +93,9 @@ async def join_video_room(
                 msg = parse_video(await ws.recv())
                 if isinstance(msg, Joined):
                     return ws
-                if isinstance(msg, ErrorMessage):
+                if isinstance(msg, EmergencyStop) and on_stop is not None:
+                    on_stop(msg)
+                elif isinstance(msg, ErrorMessage):
                     raise JoinRefused(msg.message)
     except BaseException as exc:
         await ws.close()
@@ -155,7 +158,8 @@ class VideoRoomClient:
         self._rest = ArenaRest(self.base_url, timeout_s=self.timeout_s)
         try:
             ws = await join_video_room(self.base_url, self.workspace, self.room_id,
-                                       self.participant_id, self.role, self.timeout_s)
+                                       self.participant_id, self.role, self.timeout_s,
+                                       self._on_emergency_stop)
         except BaseException:
             await self._rest.aclose()
             self._rest = None
@@ -184,6 +188,9 @@ class VideoRoomClient:
 
     async def _on_joined(self) -> None:
         """Called after each successful join."""
+
+    def _on_emergency_stop(self, msg: EmergencyStop) -> None:
+        """An emergency stop read in the room, joining included (latch it here, at once)."""
 
     async def _handle(self, msg: VideoMessage) -> bool:
         """Act on one validated message; False if it is malformed for this role."""
@@ -217,7 +224,7 @@ class VideoRoomClient:
                 try:
                     ws = await join_video_room(
                         self.base_url, self.workspace, self.room_id, self.participant_id,
-                        self.role, self.timeout_s,
+                        self.role, self.timeout_s, self._on_emergency_stop,
                     )
                 except (ArenaUnavailable, JoinRefused) as exc:
                     logger.info("%s %s: join failed: %s", self.role, self.room_id, exc)

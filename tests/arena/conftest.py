@@ -3,12 +3,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.server import ServerConnection, serve
 
 from orchestrator.arena.rest import ArenaRest, new_workspace
 from tests.support.arena import ArenaServerThread
@@ -32,6 +33,26 @@ async def rest(arena: ArenaServerThread) -> AsyncIterator[ArenaRest]:
 @pytest.fixture
 def workspace() -> str:
     return new_workspace()
+
+
+# -- another server: a real socket, messages our room server never sends -------------------
+Handler = Callable[[ServerConnection], Awaitable[None]]
+
+
+@pytest.fixture
+async def fake_server() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
+    servers = []
+
+    async def start(handler: Handler) -> str:
+        server = await serve(handler, "127.0.0.1", 0)
+        servers.append(server)
+        port = next(iter(server.sockets)).getsockname()[1]
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server in servers:
+        server.close()
+        await server.wait_closed()
 
 
 async def eventually(predicate: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:

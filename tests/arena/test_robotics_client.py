@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import pytest
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 
 from orchestrator.arena.messages import (
     MAX_JOINT_ENTRIES,
@@ -19,7 +19,7 @@ from orchestrator.arena.rest import ArenaRest, ArenaUnavailable, JoinRefused
 from orchestrator.arena.robotics import MAX_JOINT_NAMES, RoboticsConsumer, RoboticsProducer
 from tests.support.arena import ArenaServerThread, free_port
 
-from .conftest import eventually
+from .conftest import Handler, eventually
 
 
 async def test_joint_round_trip_and_partial_updates_merged(
@@ -212,26 +212,6 @@ async def test_send_joints_rejects_bad_input_and_reports_disconnection(
         assert producer.stats.sent == 0
     finally:
         await producer.stop()
-
-
-# -- a hostile server: real socket, junk messages (our room server never sends junk) -------
-Handler = Callable[[ServerConnection], Awaitable[None]]
-
-
-@pytest.fixture
-async def fake_server() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
-    servers = []
-
-    async def start(handler: Handler) -> str:
-        server = await serve(handler, "127.0.0.1", 0)
-        servers.append(server)
-        port = next(iter(server.sockets)).getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
 
 
 async def test_malformed_messages_are_dropped_and_counted(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
 
 import pytest
+from websockets.asyncio.server import ServerConnection
 
 from orchestrator.arena.rest import ArenaRest
 from orchestrator.arena.video import VideoConsumer
-from tests.arena.conftest import eventually, join, recv_type
+from tests.arena.conftest import Handler, eventually, join, recv_type
 from tests.arena.video_helpers import pid, running
 from tests.support.arena import ArenaServerThread
 
@@ -77,3 +79,25 @@ async def test_an_emergency_stop_is_not_held_up_by_slow_signaling(
         finally:
             await operator.close()
             await producer.close()
+
+
+async def test_an_emergency_stop_sent_before_the_join_is_confirmed_latches(
+    fake_server: Callable[[Handler], Awaitable[str]],
+) -> None:
+    """A server that relays a stop between registering a consumer and confirming its join
+    (our room server gives no such window; another may): the join dropped everything but
+    ``joined`` and ``error``, and the stop was lost. The robotics join delivers it; this
+    join runs again at every re-join. A real socket, that server's message order."""
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()  # join frame
+        await ws.send(json.dumps({"type": "emergency_stop", "reason": "hand in cell"}))
+        await ws.send(json.dumps({"type": "joined", "room_id": "r", "role": "consumer"}))
+        await ws.wait_closed()
+
+    stops: list[str] = []
+    consumer = VideoConsumer(await fake_server(handler), "w", "r", pid("consumer"),
+                             on_emergency_stop=stops.append)
+    async with running(consumer):
+        assert stops == ["hand in cell"]  # delivered before the join returned
+        await eventually(lambda: consumer.stats.joined, "the session on the joined socket")
+        assert consumer.stats.emergency_stops == 1
