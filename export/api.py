@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -234,8 +235,11 @@ def export_checkpoint(
             notes = (*notes, fp16_parity_or_note(staged.onnx_path, config))
         step("writing")
         t0 = time.perf_counter()
-        version_dir = staged.commit(render_config(config), chosen)
+        version_dir = staged.commit(render_config(config), chosen, auto=version is None)
         timings["write"] = time.perf_counter() - t0
+    if int(version_dir.name) != chosen:  # a concurrent export took the one chosen first
+        chosen = int(version_dir.name)
+        contract = dataclasses.replace(contract, version=str(chosen))
     model_dir = version_dir.parent
     return ExportResult(
         model_dir=model_dir,

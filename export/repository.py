@@ -8,12 +8,15 @@ adds version N+1; older versions are never touched.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import logging
 import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -144,45 +147,52 @@ class StagedModel:
     ) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def commit(self, config_text: str, version: int) -> Path:
-        """Move the staged version (and config) into place; returns the version folder."""
+    def commit(self, config_text: str, version: int, *, auto: bool = False) -> Path:
+        """Move the staged version (and config) into place; returns the version folder.
+        ``auto``: the version was chosen, not asked for. Exports into one repository
+        commit one at a time, and an auto version is chosen again then: one a concurrent
+        export took meanwhile failed this export after all its work."""
         model_dir = self.repository / self.name
         try:
             self.repository.mkdir(parents=True, exist_ok=True)
-            if not model_dir.exists():
-                # New model: build the whole folder, then one rename makes it appear at once.
-                staged_model = self.root / "model"
-                staged_model.mkdir()
-                self.version_dir.rename(staged_model / str(version))
-                (staged_model / CONFIG_NAME).write_text(config_text)
-                self._move_in(staged_model, model_dir)
-            else:
-                # Existing model: write the new config beside the old one, add the version
-                # folder, then swap the config with one replace, so Triton reads either the
-                # old or the new config, never half of one.
-                # A concurrent export may have added a newer version since this one chose.
-                choose_version(model_dir, version)
-                # A name of its own: two exports into one model must not share a temp file.
-                fd, name = tempfile.mkstemp(prefix=f".{CONFIG_NAME}.", suffix=".new",
-                                            dir=model_dir)
-                pending = Path(name)
-                try:
-                    with os.fdopen(fd, "w") as out:
-                        out.write(config_text)
-                    pending.chmod(0o644)
-                    self._move_in(self.version_dir, model_dir / str(version))
-                except OSError:
-                    pending.unlink(missing_ok=True)
-                    raise
-                os.replace(pending, model_dir / CONFIG_NAME)
+            with _locked(self.repository):
+                if auto:
+                    version = choose_version(model_dir, None)
+                if not model_dir.exists():
+                    # New model: build the whole folder, then one rename makes it appear.
+                    staged_model = self.root / "model"
+                    staged_model.mkdir()
+                    self.version_dir.rename(staged_model / str(version))
+                    (staged_model / CONFIG_NAME).write_text(config_text)
+                    self._move_in(staged_model, model_dir)
+                else:
+                    self._add_version(model_dir, config_text, version)
         except OSError as exc:
             raise ExportError(f"could not write into {self.repository}: {exc}") from exc
         logger.info("wrote %s version %d", model_dir, version)
         return model_dir / str(version)
 
+    def _add_version(self, model_dir: Path, config_text: str, version: int) -> None:
+        """Write the new config beside the old one, add the version folder, then swap the
+        config with one replace: Triton reads either the old or the new config, never half
+        of one."""
+        choose_version(model_dir, version)  # an export from elsewhere may have added one
+        # A name of its own: two exports into one model must not share a temp file.
+        fd, name = tempfile.mkstemp(prefix=f".{CONFIG_NAME}.", suffix=".new", dir=model_dir)
+        pending = Path(name)
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(config_text)
+            pending.chmod(0o644)
+            self._move_in(self.version_dir, model_dir / str(version))
+        except OSError:
+            pending.unlink(missing_ok=True)
+            raise
+        os.replace(pending, model_dir / CONFIG_NAME)
+
     def _move_in(self, staged: Path, target: Path) -> None:
         """One rename puts ``staged`` at ``target``. From another filesystem it is copied
-        into a hidden folder of the repository first (Triton in poll mode may log that
+        into a hidden folder beside ``target`` first (Triton in poll mode may log that
         folder as a model it cannot load while the copy runs)."""
         try:
             staged.rename(target)
@@ -190,9 +200,25 @@ class StagedModel:
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-        incoming = Path(tempfile.mkdtemp(prefix=".export-incoming-", dir=self.repository))
+        # Beside the target: a model folder may itself be a link or mount elsewhere.
+        incoming = Path(tempfile.mkdtemp(prefix=".export-incoming-", dir=target.parent))
         try:
             shutil.copytree(staged, incoming / "copy")
             (incoming / "copy").rename(target)
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(repository: Path) -> Iterator[None]:
+    """The repository folder locked (``flock``) for one commit; where the filesystem
+    cannot lock, unlocked (as before): the version checks still refuse an overwrite."""
+    fd = os.open(repository, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            logger.debug("cannot lock %s (%s); committing unlocked", repository, exc)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

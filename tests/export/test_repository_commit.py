@@ -74,3 +74,43 @@ def test_a_repository_that_is_a_mount_point_gets_its_model(tmp_path: Path) -> No
         assert not list(repository.glob(".export-incoming-*"))
     finally:
         shutil.rmtree(model, ignore_errors=True)
+
+
+def test_a_version_chosen_for_the_export_and_taken_meanwhile_is_chosen_again(
+    tmp_path: Path,
+) -> None:
+    """Two exports of one model, neither asking for a version: the one committing last
+    failed after all its work ("version 2 already exists ... omit --version", which it had
+    omitted). It takes the next version."""
+    model = _model(tmp_path / "repo", [1])
+    with StagedModel(tmp_path / "repo", "m") as staged:
+        version = choose_version(model, None)
+        staged.onnx_path.write_bytes(b"late")
+        (model / "2").mkdir()  # the other export, done meanwhile
+        (model / "2" / ONNX_NAME).write_bytes(b"v2")
+        landed = staged.commit("config of the late one\n", version, auto=True)
+    assert landed == model / "3"
+    assert (model / "3" / ONNX_NAME).read_bytes() == b"late"
+    assert (model / "2" / ONNX_NAME).read_bytes() == b"v2"
+    assert (model / CONFIG_NAME).read_text() == "config of the late one\n"
+
+
+def test_a_model_folder_linked_to_another_filesystem_gets_its_version(tmp_path: Path) -> None:
+    """A model folder that is a link (or mount) onto another filesystem: the copy went to
+    the repository's filesystem, and its rename into the model failed the same way."""
+    elsewhere = Path("/dev/shm") / f"export-test-{uuid.uuid4().hex[:8]}"
+    assert Path("/dev/shm").stat().st_dev != tmp_path.stat().st_dev, "same filesystem"
+    try:
+        (elsewhere / "1").mkdir(parents=True)
+        (elsewhere / "1" / ONNX_NAME).write_bytes(b"v1")
+        (elsewhere / CONFIG_NAME).write_text("config of 1\n")
+        (tmp_path / "repo").mkdir()
+        (tmp_path / "repo" / "m").symlink_to(elsewhere)
+        with StagedModel(tmp_path / "repo", "m") as staged:
+            staged.onnx_path.write_bytes(b"v2")
+            staged.commit("config of 2\n", choose_version(tmp_path / "repo" / "m", None))
+        assert (elsewhere / "2" / ONNX_NAME).read_bytes() == b"v2"
+        assert (elsewhere / CONFIG_NAME).read_text() == "config of 2\n"
+        assert _files(elsewhere) == {"1", f"1/{ONNX_NAME}", "2", f"2/{ONNX_NAME}", CONFIG_NAME}
+    finally:
+        shutil.rmtree(elsewhere, ignore_errors=True)
