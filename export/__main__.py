@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -135,8 +136,18 @@ def _default_name(source: str) -> str | None:
         return None
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM (``docker stop``, the export worker's timeout), raised where the export
+    is, so the staging folder (the size of the model) goes as on Ctrl-C."""
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise Stopped
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="export: %(message)s",
@@ -178,11 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         model = args.name or _default_name(args.checkpoint_dir)
         _write_result(args.result_json, **failed, model=model, error=str(exc))
         return 1
-    except KeyboardInterrupt:
-        _say("export: interrupted; the repository is unchanged", sys.stderr)
+    except KeyboardInterrupt as exc:
+        why = "stopped" if isinstance(exc, Stopped) else "interrupted"
+        _say(f"export: {why}; the repository is unchanged", sys.stderr)
         model = args.name or _default_name(args.checkpoint_dir)
-        _write_result(args.result_json, **failed, model=model, error="interrupted")
-        return 130
+        _write_result(args.result_json, **failed, model=model, error=why)
+        return 143 if isinstance(exc, Stopped) else 130
     except Exception as exc:
         # Not bad input: keep the traceback for the log, and one line for programs.
         logging.getLogger("export").exception("export failed")

@@ -159,7 +159,28 @@ def inspect_checkpoint(path: str | Path) -> CheckpointInfo:
         )
     if not (folder / WEIGHTS_FILE).is_file():
         raise ExportError(f"missing weights: {folder / WEIGHTS_FILE} not found")
+    for file in folder.glob("*.safetensors"):
+        _not_an_lfs_pointer(file)
+    try:
+        return _describe(folder, config)
+    except ExportError:
+        raise
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+        # A hand-edited config (a feature without its shape, a null where a number goes):
+        # LeRobot never writes these, and a traceback would say nothing of where.
+        raise ExportError(f"malformed checkpoint config in {folder} (config.json or a "
+                          f"processor's): {type(exc).__name__}: {exc}") from exc
 
+
+def _not_an_lfs_pointer(path: Path) -> None:
+    """A checkout without Git LFS holds a small text file where the weights should be."""
+    with path.open("rb") as fh:
+        if fh.read(23) == b"version https://git-lfs":
+            raise ExportError(f"{path} is a Git LFS pointer, not the file: fetch it "
+                              "(git lfs pull; in GitHub Actions, checkout with lfs: true)")
+
+
+def _describe(folder: Path, config: dict[str, Any]) -> CheckpointInfo:
     inputs = _features(config, "input_features")
     outputs = _features(config, "output_features")
     if "observation.environment_state" in inputs:

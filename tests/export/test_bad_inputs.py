@@ -10,13 +10,18 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.support.exports import (
+    REPO_ROOT,
     ExportedRepository,
     clone_repository,
     run_export_cli,
@@ -51,7 +56,35 @@ def _remove_folder(ckpt: Path) -> None:
     shutil.rmtree(ckpt)
 
 
+def _edit_config(change: Callable[[dict[str, Any]], None]) -> Callable[[Path], None]:
+    """A hand edit of config.json that LeRobot never writes."""
+    def edit(ckpt: Path) -> None:
+        cfg = json.loads((ckpt / "config.json").read_text())
+        change(cfg)
+        (ckpt / "config.json").write_text(json.dumps(cfg))
+    return edit
+
+
+def _lfs_pointer(ckpt: Path) -> None:
+    """What a checkout without Git LFS leaves where the weights should be."""
+    (ckpt / "model.safetensors").unlink()
+    (ckpt / "model.safetensors").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:" + "0" * 64 + "\nsize 1\n")
+
+
 CASES: list[tuple[str, Callable[[Path], None], list[str], str]] = [
+    ("lfs-pointer", _lfs_pointer, [], "is a Git LFS pointer, not the file"),
+    ("state-without-shape", _edit_config(
+        lambda c: c["input_features"]["observation.state"].pop("shape")),
+     [], "malformed checkpoint config"),
+    ("null-n-action-steps", _edit_config(lambda c: c.update(n_action_steps=None)),
+     [], "malformed checkpoint config"),
+    ("feature-as-a-string", _edit_config(
+        lambda c: c["input_features"].update({"observation.state": "STATE"})),
+     [], "malformed checkpoint config"),
+    ("action-without-dims", _edit_config(
+        lambda c: c["output_features"]["action"].update(shape=[])),
+     [], "malformed checkpoint config"),
     ("missing-folder", _remove_folder, [], "checkpoint folder not found"),
     ("not-act", _set_type, [], "not an ACT checkpoint"),
     ("missing-config", _drop("config.json"), [], "config.json not found"),
@@ -214,3 +247,37 @@ def test_dataset_info_with_wrong_joint_count(
     )
     _assert_clean_failure(proc.returncode, proc.stderr, "gives 2 action names")
     assert snapshot_tree(tmp_path) == before
+
+
+def test_a_stopped_export_leaves_nothing_behind(
+    exported_repository: ExportedRepository, tmp_path: Path
+) -> None:
+    """SIGTERM (``docker stop``, the export worker's timeout) killed the export where it
+    was: its staging folder, the size of the model, stayed for good. It now goes as on
+    Ctrl-C, and the result says the export was stopped."""
+    area = tmp_path / "area"
+    area.mkdir()
+    repo = clone_repository(exported_repository.repository, area / "model_repository")
+    status, result = tmp_path / "status.json", tmp_path / "result.json"
+    before = snapshot_tree(area)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "export", str(exported_repository.checkpoint.path),
+         "--repository", str(repo), "--name", exported_repository.name,
+         "--status-json", str(status), "--result-json", str(result)],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (status.exists() and "parity" in status.read_text()):
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the export never reached its parity check"
+            time.sleep(0.05)
+        assert [p for p in area.iterdir() if "staging" in p.name]  # what must go
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, stderr
+    assert "stopped; the repository is unchanged" in stderr and "Traceback" not in stderr
+    assert json.loads(result.read_text())["error"] == "stopped"
+    assert snapshot_tree(area) == before

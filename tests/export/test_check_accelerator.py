@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import onnxruntime as ort
+import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
@@ -113,3 +114,21 @@ def test_inconsistent_accelerator_flags_are_refused_and_write_nothing(
         result = run_export_cli(built.path, "--repository", repo, "--name", "x", *flags)
         assert result.returncode == 1 and message in result.stderr, result.stderr
     assert snapshot_tree(tmp_path) == before
+
+
+def test_fp16_parity_is_not_claimed_when_tensorrt_did_not_load(
+        exported_repository: ExportedRepository, monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime-gpu lists the TensorRT provider even without the TensorRT libraries;
+    ONNX Runtime then runs on CUDA or the CPU, in fp32, and the check compared fp32 with
+    itself: "fp16 parity max abs error 0". The listing is what is faked here (this machine
+    has the CPU wheel only); the session that falls back is real."""
+    from export.check.graph import fp16_parity
+
+    listed = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    monkeypatch.setattr(ort, "get_available_providers", lambda: listed)
+    model = exported_repository.repository / exported_repository.name
+    config = parse_config((model / "config.pbtxt").read_text())
+    report = Report(str(exported_repository.repository), target("24.10"), "")
+    note = fp16_parity(report, exported_repository.name, "1", model / "1" / "model.onnx", config)
+    assert "fp16 parity NOT checked" in note and "did not load" in note, note
+    assert not report.problems
