@@ -95,8 +95,7 @@ class ControlLoop:
         self.outbox = Outbox(publish, self._on_sent, name=session_id)
         self._grid_offset: int | None = None  # grid tick - own tick, while shared-ticked
         self._m = metrics.tick_series(session_id)  # plain numbers, read at scrape
-        # The last chunks merged, with the observation each came from: for debug and for
-        # checking published commands against the model's output.
+        # The last chunks merged, with their observations: for debug and for checking.
         self.recent_chunks: deque[tuple[Observation, np.ndarray]] = deque(maxlen=32)
         self._warn = RateLimitedLogger(log, interval_s=10.0)
         # Known label values start at 0, so a dashboard sees the series before the first event.
@@ -382,7 +381,12 @@ class ControlLoop:
 
     # -- reporting -----------------------------------------------------------------------
     def problem(self) -> str | None:
-        return self._stop_reason or self.inference_problem
+        missing = self.mapper.missing if self.running and self.mapper.last_update else ()
+        # Some joints read, not all: a robot that sends a joint only once it moves (the
+        # RobotHub page's sliders) is not asked about until each one has moved.
+        return self._stop_reason or self.inference_problem or (
+            f"waiting_for_joints: no reading yet of {list(missing)}; a joint is read once "
+            "the robot sends it (move each joint once)" if missing else None)
 
     def stats(self) -> dict[str, Any]:
         stats = report.loop_stats(self)

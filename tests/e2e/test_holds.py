@@ -7,12 +7,14 @@ each test says, and why."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from tests.e2e.test_sessions import driven_loop
+from orchestrator.arena.robotics import RoboticsProducer
+from tests.e2e.test_sessions import ROBOT_JOINTS, driven_loop, session_body
 from tests.support.arena import ArenaServerProcess
 from tests.support.orchestrator import Orchestrator, wait_for
 
@@ -87,3 +89,32 @@ async def test_a_tick_that_keeps_failing_shows_in_the_status(
         async def clear() -> bool:
             return (await orchestrator.status(loop.session_id))["error_message"] is None
         await wait_for(clear, 30, "the error cleared by a chunk")
+
+
+async def test_a_robot_that_sent_only_some_joints_is_told_which_are_missing(
+    orchestrator: Orchestrator, arena: ArenaServerProcess
+) -> None:
+    """The RobotHub page sends a joint only once it moves (a slider), and the room server
+    forwards only changes: the session held, "running" with no error, until every joint
+    had moved once. The status now names the joints it waits for."""
+    sid = f"partial-{uuid.uuid4().hex[:6]}"
+    created = await orchestrator.create_session(**session_body(sid, arena))
+    robot = RoboticsProducer(arena.base_url, created["workspace_id"],
+                             created["joint_input_room_id"], f"{sid}-robot")
+    await robot.start()
+    try:
+        assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
+        await robot.send_joints({"shoulder_pan": 12.0})
+
+        async def says(what: str | None) -> bool:
+            message = (await orchestrator.status(sid))["error_message"]
+            return message is None if what is None else what in (message or "")
+        await wait_for(lambda: says("waiting_for_joints: no reading yet of"), 30,
+                       "the missing joints named")
+        message = (await orchestrator.status(sid))["error_message"]
+        assert "shoulder_lift" in message and "shoulder_pan" not in message, message
+        await robot.send_joints({j: 1.0 for j in ROBOT_JOINTS})
+        await wait_for(lambda: says(None), 30, "the message gone once all were read")
+    finally:
+        await robot.stop()
+        assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
