@@ -96,6 +96,12 @@ class Settings(BaseSettings):
         "default server's host are always allowed.",
     )
     arena_timeout_s: float = Field(default=5.0, gt=0)
+    arena_loopback_url: str | None = Field(
+        default=None,
+        description="Where a session's loopback Arena URL (http://localhost:8000, as a page "
+        "on this host names the room server) is reached from here; unset: as given. In a "
+        "container, where loopback is the container: the room server's service URL.",
+    )
 
     # Fleet (Ray): sessions in worker processes. 0 or 1 worker without a Ray address keeps
     # them in the API's process.

@@ -22,7 +22,12 @@ from orchestrator.sessions.errors import (
     SessionNotFound,
     TooManySessions,
 )
-from orchestrator.sessions.policy import PolicyRef, check_arena_url, parse_policy_path
+from orchestrator.sessions.policy import (
+    PolicyRef,
+    check_arena_url,
+    parse_policy_path,
+    through_loopback_alias,
+)
 from orchestrator.sessions.priority import ControlPriority
 from orchestrator.sessions.provision import ModelProvider, ProvisionFailed, watch_step
 from orchestrator.sessions.session import Session
@@ -274,8 +279,9 @@ class SessionManager:
                 f"camera_latency_s {latency} must be below stale_after_s {stale_after_s}: "
                 "every frame would be past the staleness limit when it arrives, and no chunk "
                 "would ever be asked")
-        arena_url = check_arena_url(spec.arena_url or s.arena_default_url, s.arena_default_url,
-                                    s.arena_allowlist)
+        arena_url = through_loopback_alias(check_arena_url(
+            spec.arena_url or s.arena_default_url, s.arena_default_url, s.arena_allowlist),
+            s.arena_loopback_url)
         workspace = spec.workspace_id or str(uuid.uuid4())
         if not _plain(workspace):
             raise InvalidSessionRequest(

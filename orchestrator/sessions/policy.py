@@ -103,3 +103,19 @@ def check_arena_url(url: str, default_url: str, allowlist: list[str]) -> str:
         raise InvalidSessionRequest(
             "transport_server_url/arena_server_url: credentials in the URL are not supported")
     return url.rstrip("/")
+
+
+def through_loopback_alias(url: str, alias: str | None) -> str:
+    """``url`` with a loopback host (``localhost``, ``127.0.0.1``: how a page on the
+    orchestrator's host names the room server) reached at ``alias`` instead, its path kept:
+    in a container, loopback is the container itself. Any other URL is kept as it is."""
+    if not alias:
+        return url
+    host, _ = _host_port(url)
+    loopback = host == "localhost" or host.endswith(".localhost")
+    with contextlib.suppress(ValueError):
+        loopback = loopback or ipaddress.ip_address(host).is_loopback
+    if not loopback:
+        return url
+    target = urlsplit(alias.rstrip("/"))
+    return urlsplit(url)._replace(scheme=target.scheme, netloc=target.netloc).geturl()

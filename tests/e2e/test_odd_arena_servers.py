@@ -16,7 +16,7 @@ import httpx
 from orchestrator.arena.rest import ArenaRest
 from orchestrator.triton.launcher import LocalTriton
 from tests.e2e.conftest import e2e_settings
-from tests.support.arena import ArenaServerProcess
+from tests.support.arena import ArenaServerProcess, free_port
 from tests.support.orchestrator import Orchestrator, run_orchestrator
 from tests.support.proxy import slow_deletes
 
@@ -151,3 +151,25 @@ async def test_a_second_delete_answers_once_the_first_has_removed_the_rooms(
         assert await held.rest.list_video_rooms(workspace) == []
         assert await held.rest.list_robotics_rooms(workspace) == []
         assert (await held.first).status_code == 200
+
+
+async def test_a_loopback_arena_url_is_reached_at_the_loopback_alias(
+    e2e_triton: LocalTriton, arena: ArenaServerProcess
+) -> None:
+    """In a container (docker compose), loopback is the container itself: the RobotHub
+    page's ``http://localhost:8000`` (the room server's published port on the host) was a
+    503 there. ``ORCHESTRATOR_ARENA_LOOPBACK_URL`` names where that server is reached from
+    the orchestrator; here a port with nothing on it stands for the container's loopback."""
+    settings = e2e_settings(e2e_triton).model_copy(update={"arena_loopback_url": arena.base_url})
+    async with run_orchestrator(settings) as orch:
+        body = {"session_id": "aliased", "policy_path": "tiny_act", "camera_names": ["front"],
+                "transport_server_url": f"http://localhost:{free_port()}"}
+        response = await orch.http.post("/sessions", json=body)
+        assert response.status_code == 200, response.text
+        rooms = response.json()
+        status = await orch.status("aliased")
+        assert status["rooms"]["arena_server_url"] == arena.base_url
+        async with ArenaRest(arena.base_url) as rest:
+            listed = {r["id"] for r in await rest.list_robotics_rooms(rooms["workspace_id"])}
+            assert rooms["joint_input_room_id"] in listed
+        assert (await orch.http.delete("/sessions/aliased")).status_code == 200
