@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,8 +128,12 @@ class StagedModel:
     def __init__(self, repository: Path, name: str) -> None:
         self.repository = repository.absolute()
         self.name = name
-        prefix = f".{self.repository.name}.{name}.staging-"
-        self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=_staging_parent(self.repository)))
+        parent = _staging_parent(self.repository)
+        _sweep_dead_stagings(parent, self.repository.name)
+        # Whose it is, in its name: an export killed outright (SIGKILL, OOM) leaves it, and
+        # the next export on this host removes it once that process is gone.
+        prefix = f".{self.repository.name}.{name}.staging-{_HOST}-{os.getpid()}-"
+        self.root = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         self.version_dir = self.root / "version"
         self.version_dir.mkdir()
 
@@ -207,6 +212,33 @@ class StagedModel:
             (incoming / "copy").rename(target)
         finally:
             shutil.rmtree(incoming, ignore_errors=True)
+
+
+_HOST = re.sub(r"[^A-Za-z0-9_]", "_", socket.gethostname())[:64] or "host"
+
+
+def _sweep_dead_stagings(parent: Path, repository_name: str) -> None:
+    """Remove this repository's staging folders left by exports of this host whose process
+    is gone. Another host's (a shared folder) and a live process's are kept."""
+    pattern = re.compile(re.escape(f".{repository_name}.") + r".+\.staging-"
+                         + re.escape(_HOST) + r"-(\d+)-[^/]+$")
+    with contextlib.suppress(OSError):
+        for folder in parent.iterdir():
+            found = pattern.match(folder.name)
+            if found is None or _alive(int(found.group(1))):
+                continue
+            logger.info("removing %s, left by an export that was killed", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 @contextlib.contextmanager

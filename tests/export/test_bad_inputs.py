@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from export.repository import StagedModel
 from tests.support.exports import (
     REPO_ROOT,
     ExportedRepository,
@@ -249,17 +250,14 @@ def test_dataset_info_with_wrong_joint_count(
     assert snapshot_tree(tmp_path) == before
 
 
-def test_a_stopped_export_leaves_nothing_behind(
-    exported_repository: ExportedRepository, tmp_path: Path
-) -> None:
-    """SIGTERM (``docker stop``, the export worker's timeout) killed the export where it
-    was: its staging folder, the size of the model, stayed for good. It now goes as on
-    Ctrl-C, and the result says the export was stopped."""
+def _export_stopped_at_parity(exported_repository: ExportedRepository, tmp_path: Path,
+                              sig: signal.Signals) -> tuple[Path, Path, int, str]:
+    """An export into a clone of the repository, sent ``sig`` during its parity check:
+    (the folder around the repository, the result JSON, its exit code, its stderr)."""
     area = tmp_path / "area"
     area.mkdir()
     repo = clone_repository(exported_repository.repository, area / "model_repository")
     status, result = tmp_path / "status.json", tmp_path / "result.json"
-    before = snapshot_tree(area)
     proc = subprocess.Popen(
         [sys.executable, "-m", "export", str(exported_repository.checkpoint.path),
          "--repository", str(repo), "--name", exported_repository.name,
@@ -272,12 +270,43 @@ def test_a_stopped_export_leaves_nothing_behind(
             assert time.monotonic() < deadline, "the export never reached its parity check"
             time.sleep(0.05)
         assert [p for p in area.iterdir() if "staging" in p.name]  # what must go
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         _, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 143, stderr
+    return area, result, proc.returncode, stderr
+
+
+def test_a_stopped_export_leaves_nothing_behind(
+    exported_repository: ExportedRepository, tmp_path: Path
+) -> None:
+    """SIGTERM (``docker stop``, the export worker's timeout) killed the export where it
+    was: its staging folder, the size of the model, stayed for good. It now goes as on
+    Ctrl-C, and the result says the export was stopped."""
+    before = snapshot_tree(clone_repository(exported_repository.repository,
+                                            tmp_path / "expected" / "model_repository").parent)
+    area, result, returncode, stderr = _export_stopped_at_parity(
+        exported_repository, tmp_path, signal.SIGTERM)
+    assert returncode == 143, stderr
     assert "stopped; the repository is unchanged" in stderr and "Traceback" not in stderr
     assert json.loads(result.read_text())["error"] == "stopped"
     assert snapshot_tree(area) == before
+
+
+def test_what_a_killed_export_left_is_removed_by_the_next(
+    exported_repository: ExportedRepository, tmp_path: Path
+) -> None:
+    """SIGKILL (the OOM killer, a kill -9) leaves the staging folder: nothing runs. The
+    next export of this host removes it once its process is gone."""
+    area, _, returncode, stderr = _export_stopped_at_parity(
+        exported_repository, tmp_path, signal.SIGKILL)
+    assert returncode == -signal.SIGKILL, stderr
+    left = [p for p in area.iterdir() if "staging" in p.name]
+    assert left, "nothing to remove: the test shows nothing"
+    live = StagedModel(area / "model_repository", "other")  # another export starting here
+    with live:
+        assert [p for p in area.iterdir() if "staging" in p.name] == [live.root]
+        again = StagedModel(area / "model_repository", "third")  # a live one's is kept
+        with again:
+            assert live.root.exists()
