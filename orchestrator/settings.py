@@ -130,6 +130,12 @@ class Settings(BaseSettings):
         default=0.5, gt=0, description="Observation age that stops refills."
     )
     latency_prior_s: float = Field(default=0.1, gt=0, description="Assumed latency until measured.")
+    unread_joints: float | None = Field(
+        default=None, ge=-1e6, le=1e6,
+        description="What a joint never read reads as, once any joint has been; unset: a "
+        "session waits until every joint is read. The RobotHub page sends a joint only once "
+        "it moves, its robot starting at 0 (the server it replaces read unsent joints as 0): "
+        "0 drives it as that server did.")
     camera_latency_s: float | None = Field(
         default=None, ge=0, le=5, description="Video-path delay (capture to arrival) assumed "
         "for frames whose stream gives no capture time; None: 0.")

@@ -54,8 +54,13 @@ class JointMapper:
         aliases: Mapping[str, str] | None = None,
         *,
         action_names: Sequence[str] | None = None,
+        unread: float | None = None,
     ) -> None:
+        """``unread``: the value of a joint never read, once any joint has been (None: the
+        state waits for every joint). The RobotHub page sends a joint only once it moves,
+        and its robot starts with every joint at 0."""
         names = tuple(model_joint_names)
+        self.unread = unread
         if not names or len(set(names)) != len(names):
             raise ValueError(f"model joint names must be non-empty and unique, got {names}")
         self.state_names = names
@@ -93,7 +98,7 @@ class JointMapper:
             index = self._lookup.get(model_name)
             if index is not None:
                 self._known[robot_name] = index
-        self._values = np.zeros(len(names), dtype=np.float64)
+        self._values = np.full(len(names), unread or 0.0, dtype=np.float64)
         self._have = np.zeros(len(names), dtype=bool)
         self._ready = False  # every slot read (asked at every tick: kept, not recomputed)
         self._command_names: tuple[str, ...] | None = None  # robot names, in action order
@@ -119,7 +124,7 @@ class JointMapper:
 
     @property
     def ready(self) -> bool:
-        """True once every model joint has had a real reading."""
+        """True once every model joint has had a real reading (with ``unread``: any)."""
         return self._ready
 
     @property
@@ -127,7 +132,7 @@ class JointMapper:
         return tuple(n for n, have in zip(self.state_names, self._have, strict=True) if not have)
 
     def state(self) -> np.ndarray | None:
-        """The state vector in model order, or None until every joint has a reading."""
+        """The state vector in model order, or None until ``ready``."""
         return self._values.copy() if self.ready else None
 
     def readings(self) -> dict[str, float]:
@@ -139,7 +144,7 @@ class JointMapper:
         """Forget every reading (counters stay: they are session statistics)."""
         self._have[:] = False
         self._ready = False
-        self._values[:] = 0.0
+        self._values[:] = self.unread or 0.0
         self.last_update = None
         # The robot that reports next may name its joints otherwise: commands follow it.
         self._robot_names = [None] * len(self.state_names)
@@ -177,15 +182,31 @@ class JointMapper:
             self.unknown_names.add(name)
         if accepted:
             self.last_update = stamp
-            self._ready = self._ready or bool(self._have.all())
+            self._ready = self._ready or self.unread is not None or bool(self._have.all())
         return ReadingResult(accepted, tuple(unknown), tuple(invalid))
 
     def robot_name(self, model_name: str) -> str:
-        """The name the robot knows ``model_name`` by (alias, else as reported, else as is)."""
+        """The name the robot knows ``model_name`` by: its alias, else as reported, else
+        (a joint not read yet) the known robot name, in the case the robot wrote the known
+        names it reported, else as is."""
         index = self._model_index.get(model_name)
         if index is None:
             return model_name
-        return self._alias_names[index] or self._robot_names[index] or model_name
+        return (self._alias_names[index] or self._robot_names[index]
+                or self._known_name(index) or model_name)
+
+    def _known_name(self, index: int) -> str | None:
+        """``Wrist_Pitch`` for a robot that reported ``Pitch``: the page's names, as written."""
+        spelled = [r for r in self._robot_names if r is not None and r.lower() in self._known]
+        known = next((k for k, i in self._known.items() if i == index), None)
+        if not spelled or known is None:
+            return None
+        sample = spelled[0]
+        if sample == sample.lower():
+            return known
+        if sample == sample.upper():
+            return known.upper()
+        return "_".join(part.capitalize() for part in known.split("_"))
 
     def to_command(self, action: np.ndarray | Sequence[float]) -> dict[str, float]:
         """``{robot joint name: value}`` for one action vector in the model's action order."""

@@ -41,6 +41,8 @@ class LoopSettings:
     # Observations are taken at their frames' capture (the joint state current then) and
     # chunks start at that tick (False: newest parts, chunks start at the snapshot tick).
     align_to_capture: bool = True
+    # What a joint never read reads as, once any has been (None: wait for every joint).
+    unread_joints: float | None = None
 
 
 def model_limits(contract: ModelContract) -> dict[str, tuple[float, float]]:
@@ -130,5 +132,6 @@ class ModelBinding:
             tick_scheduler=settings.tick_scheduler,
             camera_latency_s=(spec.camera_latency_s if spec.camera_latency_s is not None
                               else settings.camera_latency_s),
+            unread_joints=settings.unread_joints,
         )
         return cls(policy=policy, contract=contract, loop=loop)

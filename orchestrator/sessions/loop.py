@@ -71,7 +71,8 @@ class ControlLoop:
         self._cameras = cameras
         self._joints_alive = joints_alive
         self._on_crash = on_crash
-        self.mapper = JointMapper(contract.state_names, aliases, action_names=contract.action_names)
+        self.mapper = JointMapper(contract.state_names, aliases,
+                                  action_names=contract.action_names, unread=settings.unread_joints)
         self.core = ControlCore.create(
             contract.action_names, contract.chunk_size, settings.rate_hz,
             blend=settings.blend, crossfade_ticks=settings.crossfade_ticks,
@@ -381,12 +382,11 @@ class ControlLoop:
 
     # -- reporting -----------------------------------------------------------------------
     def problem(self) -> str | None:
-        missing = self.mapper.missing if self.running and self.mapper.last_update else ()
-        # Some joints read, not all: a robot that sends a joint only once it moves (the
-        # RobotHub page's sliders) is not asked about until each one has moved.
+        # Some joints read, not all (the RobotHub page sends a joint only once it moves).
+        waiting = self.running and not self.mapper.ready and self.mapper.last_update
         return self._stop_reason or self.inference_problem or (
-            f"waiting_for_joints: no reading yet of {list(missing)}; a joint is read once "
-            "the robot sends it (move each joint once)" if missing else None)
+            f"waiting_for_joints: no reading yet of {list(self.mapper.missing)}; a joint is "
+            "read once the robot sends it (move each joint once)" if waiting else None)
 
     def stats(self) -> dict[str, Any]:
         stats = report.loop_stats(self)

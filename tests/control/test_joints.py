@@ -228,3 +228,34 @@ def test_an_integer_too_large_for_a_float_is_an_invalid_reading() -> None:
     mapper = JointMapper(["a", "b"])
     result = mapper.update({"a": 10**400, "b": 1.0}, stamp=0.0)  # float() raised OverflowError
     assert result.invalid == ("a",) and result.accepted == 1
+
+
+def test_with_unread_set_the_state_is_ready_at_the_first_reading() -> None:
+    """The RobotHub page sends a joint only once it moves, its robot starting at 0: with
+    ``unread=0`` the unsent joints read as 0 (as the server it replaces read them) and the
+    commands name every joint in the page's own spelling."""
+    mapper = JointMapper([f"{n}.pos" for n in SO100], unread=0.0)
+    mapper.update({}, stamp=1.0)
+    assert not mapper.ready and mapper.state() is None  # nothing read: nothing to infer
+    mapper.update([{"name": "Pitch", "value": 12.0}], stamp=2.0)
+    state = mapper.state()
+    assert mapper.ready and state is not None and state.tolist() == [0, 12, 0, 0, 0, 0]
+    assert mapper.missing == ("shoulder_pan.pos", "elbow_flex.pos", "wrist_flex.pos",
+                              "wrist_roll.pos", "gripper.pos")  # still said, for the status
+    assert list(mapper.to_command(np.arange(6.0))) == [
+        "Rotation", "Pitch", "Elbow", "Wrist_Pitch", "Wrist_Roll", "Jaw"]
+    mapper.update([{"name": "jaw", "value": 30.0}], stamp=3.0)  # reported: its own spelling
+    assert list(mapper.to_command(np.arange(6.0)))[5] == "jaw"
+    mapper.reset()
+    assert not mapper.ready and mapper.state() is None
+
+
+@given(st.lists(st.sampled_from(SO100), min_size=1, unique=True), st.floats(-100, 100))
+def test_unread_joints_take_the_value_and_read_ones_theirs(read: list[str], unread: float
+                                                           ) -> None:
+    mapper = JointMapper(SO100, unread=unread)
+    mapper.update({n: float(SO100.index(n)) for n in read}, stamp=1.0)
+    state = mapper.state()
+    assert state is not None
+    assert state.tolist() == [float(i) if n in read else unread for i, n in enumerate(SO100)]
+    assert set(mapper.missing) == set(SO100) - set(read)

@@ -14,9 +14,11 @@ from typing import Any
 import pytest
 
 from orchestrator.arena.robotics import RoboticsProducer
-from tests.e2e.test_sessions import ROBOT_JOINTS, driven_loop, session_body
+from orchestrator.triton.launcher import LocalTriton
+from tests.e2e.conftest import e2e_settings
+from tests.e2e.test_sessions import ROBOT_JOINTS, driven_loop, robot_for, session_body
 from tests.support.arena import ArenaServerProcess
-from tests.support.orchestrator import Orchestrator, wait_for
+from tests.support.orchestrator import Orchestrator, run_orchestrator, wait_for
 
 
 async def test_no_chunk_is_asked_from_a_frame_past_the_staleness_limit(
@@ -118,3 +120,29 @@ async def test_a_robot_that_sent_only_some_joints_is_told_which_are_missing(
     finally:
         await robot.stop()
         assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
+
+
+async def test_with_unread_joints_set_the_page_s_robot_is_driven_from_its_first_joint(
+    e2e_triton: LocalTriton, arena: ArenaServerProcess
+) -> None:
+    """``ORCHESTRATOR_UNREAD_JOINTS=0``: the joints the page never sent read as 0, where its
+    robot starts, as the server it replaces read them. One slider moved, and the robot gets
+    commands for every joint, under the page's names."""
+    async with run_orchestrator(e2e_settings(e2e_triton, unread_joints=0.0)) as orch:
+        sid = f"unread-{uuid.uuid4().hex[:6]}"
+        created = await orch.create_session(**session_body(sid, arena))
+        page = RoboticsProducer(arena.base_url, created["workspace_id"],
+                                created["joint_input_room_id"], f"{sid}-page")
+        await page.start()
+        try:
+            async with robot_for(created, arena, joints=False) as robot:  # cameras, commands
+                assert (await orch.http.post(f"/sessions/{sid}/start")).status_code == 200
+                await page.send_joints({"Pitch": 12.0})
+                await wait_for(lambda: len(robot.received) >= 5, 30, "commands")
+                named = set().union(*(c.values for c in robot.received))
+                assert named == {"Rotation", "Pitch", "Elbow", "Wrist_Pitch", "Wrist_Roll",
+                                 "Jaw"}, named
+                assert (await orch.status(sid))["error_message"] is None
+        finally:
+            await page.stop()
+            assert (await orch.http.delete(f"/sessions/{sid}")).status_code == 200
