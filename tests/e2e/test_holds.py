@@ -7,7 +7,9 @@ each test says, and why."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -93,6 +95,19 @@ async def test_a_tick_that_keeps_failing_shows_in_the_status(
         await wait_for(clear, 30, "the error cleared by a chunk")
 
 
+@contextlib.asynccontextmanager
+async def joints_into(created: dict[str, Any], arena: ArenaServerProcess
+                      ) -> AsyncIterator[RoboticsProducer]:
+    """A producer in the session's joint-input room, as a page's robot joins it."""
+    producer = RoboticsProducer(arena.base_url, created["workspace_id"],
+                                created["joint_input_room_id"], "page-robot")
+    await producer.start()
+    try:
+        yield producer
+    finally:
+        await producer.stop()
+
+
 async def test_a_robot_that_sent_only_some_joints_is_told_which_are_missing(
     orchestrator: Orchestrator, arena: ArenaServerProcess
 ) -> None:
@@ -101,10 +116,7 @@ async def test_a_robot_that_sent_only_some_joints_is_told_which_are_missing(
     had moved once. The status now names the joints it waits for."""
     sid = f"partial-{uuid.uuid4().hex[:6]}"
     created = await orchestrator.create_session(**session_body(sid, arena))
-    robot = RoboticsProducer(arena.base_url, created["workspace_id"],
-                             created["joint_input_room_id"], f"{sid}-robot")
-    await robot.start()
-    try:
+    async with joints_into(created, arena) as robot:
         assert (await orchestrator.http.post(f"/sessions/{sid}/start")).status_code == 200
         await robot.send_joints({"shoulder_pan": 12.0})
 
@@ -117,9 +129,7 @@ async def test_a_robot_that_sent_only_some_joints_is_told_which_are_missing(
         assert "shoulder_lift" in message and "shoulder_pan" not in message, message
         await robot.send_joints({j: 1.0 for j in ROBOT_JOINTS})
         await wait_for(lambda: says(None), 30, "the message gone once all were read")
-    finally:
-        await robot.stop()
-        assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
+    assert (await orchestrator.http.delete(f"/sessions/{sid}")).status_code == 200
 
 
 async def test_with_unread_joints_set_the_page_s_robot_is_driven_from_its_first_joint(
@@ -131,18 +141,13 @@ async def test_with_unread_joints_set_the_page_s_robot_is_driven_from_its_first_
     async with run_orchestrator(e2e_settings(e2e_triton, unread_joints=0.0)) as orch:
         sid = f"unread-{uuid.uuid4().hex[:6]}"
         created = await orch.create_session(**session_body(sid, arena))
-        page = RoboticsProducer(arena.base_url, created["workspace_id"],
-                                created["joint_input_room_id"], f"{sid}-page")
-        await page.start()
-        try:
-            async with robot_for(created, arena, joints=False) as robot:  # cameras, commands
-                assert (await orch.http.post(f"/sessions/{sid}/start")).status_code == 200
-                await page.send_joints({"Pitch": 12.0})
-                await wait_for(lambda: len(robot.received) >= 5, 30, "commands")
-                named = set().union(*(c.values for c in robot.received))
-                assert named == {"Rotation", "Pitch", "Elbow", "Wrist_Pitch", "Wrist_Roll",
-                                 "Jaw"}, named
-                assert (await orch.status(sid))["error_message"] is None
-        finally:
-            await page.stop()
-            assert (await orch.http.delete(f"/sessions/{sid}")).status_code == 200
+        async with joints_into(created, arena) as page, \
+                robot_for(created, arena, joints=False) as robot:  # cameras, commands
+            assert (await orch.http.post(f"/sessions/{sid}/start")).status_code == 200
+            await page.send_joints({"Pitch": 12.0})
+            await wait_for(lambda: len(robot.received) >= 5, 30, "commands")
+            named = set().union(*(c.values for c in robot.received))
+            assert named == {"Rotation", "Pitch", "Elbow", "Wrist_Pitch", "Wrist_Roll",
+                             "Jaw"}, named
+            assert (await orch.status(sid))["error_message"] is None
+        assert (await orch.http.delete(f"/sessions/{sid}")).status_code == 200
