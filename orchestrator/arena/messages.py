@@ -233,7 +233,7 @@ def _parse(raw: str | bytes, table: dict[str, type[_Msg]], max_chars: int = MAX_
         return Malformed(f"{kind}: {where}: {first.get('msg')}")
 
 
-_NAME, _VALUE = TypeAdapter(JointName), TypeAdapter(JointValue)
+_ENTRY, _NAME, _VALUE = TypeAdapter(JointEntry), TypeAdapter(JointName), TypeAdapter(JointValue)
 
 
 def _valid(adapter: TypeAdapter[Any], value: Any) -> bool:
@@ -251,9 +251,7 @@ def _salvage(model: type[_Msg], obj: dict[str, Any]) -> _Msg | None:
     never come again, and their last values would pass for current."""
     data = obj.get("data")
     if isinstance(data, list):
-        good: list[Any] | dict[str, Any] = [
-            e for e in data if isinstance(e, dict) and _valid(_NAME, e.get("name"))
-            and _valid(_VALUE, e.get("value"))]
+        good: list[Any] | dict[str, Any] = [e for e in data if _valid(_ENTRY, e)]
     elif isinstance(data, dict):
         good = {n: v for n, v in data.items() if _valid(_NAME, n) and _valid(_VALUE, v)}
     else:

@@ -45,6 +45,13 @@ class LoopSettings:
     unread_joints: float | None = None
 
 
+def staleness(spec: SessionSpec, settings: Settings) -> tuple[float, float | None]:
+    """The session's ``stale_after_s`` and ``camera_latency_s``: its own, else the server's."""
+    return (spec.stale_after_s or settings.stale_after_s,
+            spec.camera_latency_s if spec.camera_latency_s is not None
+            else settings.camera_latency_s)
+
+
 def model_limits(contract: ModelContract) -> dict[str, tuple[float, float]]:
     """Per-joint limits recorded in the model's metadata (``joint_limits``), if any; joints
     without one get the safety layer's defaults."""
@@ -117,6 +124,7 @@ class ModelBinding:
         limits = model_limits(contract)
         limits.update({k: (float(lo), float(hi)) for k, (lo, hi) in spec.joint_limits.items()})
         blend: BlendMode = spec.blend or settings.blend
+        stale_after_s, camera_latency_s = staleness(spec, settings)
         loop = LoopSettings(
             rate_hz=spec.rate_hz or contract.fps,
             blend=blend,
@@ -126,12 +134,11 @@ class ModelBinding:
             replan_every=settings.replan_every,
             max_step=spec.max_step if spec.max_step is not None else settings.max_step,
             limits=limits,
-            stale_after_s=spec.stale_after_s or settings.stale_after_s,
+            stale_after_s=stale_after_s,
             latency_prior_s=settings.latency_prior_s,
             inference_timeout_s=settings.triton_timeout_s,
             tick_scheduler=settings.tick_scheduler,
-            camera_latency_s=(spec.camera_latency_s if spec.camera_latency_s is not None
-                              else settings.camera_latency_s),
+            camera_latency_s=camera_latency_s,
             unread_joints=settings.unread_joints,
         )
         return cls(policy=policy, contract=contract, loop=loop)

@@ -383,7 +383,7 @@ class ControlLoop:
     # -- reporting -----------------------------------------------------------------------
     def problem(self) -> str | None:
         # Some joints read, not all (the RobotHub page sends a joint only once it moves).
-        waiting = self.running and not self.mapper.ready and self.mapper.last_update
+        waiting = self.running and not self.mapper.ready and self.mapper.last_update is not None
         return self._stop_reason or self.inference_problem or (
             f"waiting_for_joints: no reading yet of {list(self.mapper.missing)}; a joint is "
             "read once the robot sends it (move each joint once)" if waiting else None)

@@ -14,7 +14,7 @@ from orchestrator.control.freshness import JOINTS
 from orchestrator.exports.source import FolderSource, HubSource, parse_source
 from orchestrator.observability.metrics import GC_PAUSES
 from orchestrator.sessions.collector import PACED, freeze_boot_objects, set_full_after
-from orchestrator.sessions.config import ModelBinding, SessionConfig
+from orchestrator.sessions.config import ModelBinding, SessionConfig, staleness
 from orchestrator.sessions.errors import (
     CreateAbandoned,
     InvalidSessionRequest,
@@ -271,9 +271,7 @@ class SessionManager:
         if JOINTS in cameras:  # the joint state's name among the sources in every status
             raise InvalidSessionRequest(
                 f"camera name {JOINTS!r} is reserved for the joint state; rename the camera")
-        latency = spec.camera_latency_s if spec.camera_latency_s is not None else (
-            s.camera_latency_s)
-        stale_after_s = spec.stale_after_s or s.stale_after_s
+        stale_after_s, latency = staleness(spec, s)
         if latency is not None and latency >= stale_after_s:
             raise InvalidSessionRequest(
                 f"camera_latency_s {latency} must be below stale_after_s {stale_after_s}: "

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from orchestrator.arena.stream_clock import url_on_this_host
 from orchestrator.sessions.errors import ForbiddenTarget, InvalidSessionRequest
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -109,13 +110,7 @@ def through_loopback_alias(url: str, alias: str | None) -> str:
     """``url`` with a loopback host (``localhost``, ``127.0.0.1``: how a page on the
     orchestrator's host names the room server) reached at ``alias`` instead, its path kept:
     in a container, loopback is the container itself. Any other URL is kept as it is."""
-    if not alias:
-        return url
-    host, _ = _host_port(url)
-    loopback = host == "localhost" or host.endswith(".localhost")
-    with contextlib.suppress(ValueError):
-        loopback = loopback or ipaddress.ip_address(host).is_loopback
-    if not loopback:
+    if not alias or not url_on_this_host(url):
         return url
     target = urlsplit(alias.rstrip("/"))
     return urlsplit(url)._replace(scheme=target.scheme, netloc=target.netloc).geturl()

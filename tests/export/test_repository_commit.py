@@ -13,11 +13,16 @@ from export.errors import ExportError
 from export.repository import CONFIG_NAME, ONNX_NAME, StagedModel, choose_version
 
 
+def _add_version(model: Path, version: int) -> None:
+    """Version ``version`` as an export writes it (here by hand: another export's, too)."""
+    (model / str(version)).mkdir(parents=True)
+    (model / str(version) / ONNX_NAME).write_bytes(b"v%d" % version)
+
+
 def _model(repository: Path, versions: list[int]) -> Path:
     model = repository / "m"
     for version in versions:
-        (model / str(version)).mkdir(parents=True)
-        (model / str(version) / ONNX_NAME).write_bytes(b"v%d" % version)
+        _add_version(model, version)
     (model / CONFIG_NAME).write_text("config of the newest\n")
     return model
 
@@ -44,8 +49,7 @@ def test_a_newer_version_added_meanwhile_refuses_the_commit(tmp_path: Path) -> N
     with StagedModel(tmp_path / "repo", "m") as staged:
         version = choose_version(model, None)
         staged.onnx_path.write_bytes(b"slow")
-        (model / "3").mkdir()  # the other export, done meanwhile
-        (model / "3" / ONNX_NAME).write_bytes(b"v3")
+        _add_version(model, 3)  # the other export, done meanwhile
         before = {p: p.read_bytes() for p in model.rglob("*") if p.is_file()}
         with pytest.raises(ExportError, match="older than its newest version 3"):
             staged.commit("config of the slow one\n", version)
@@ -86,8 +90,7 @@ def test_a_version_chosen_for_the_export_and_taken_meanwhile_is_chosen_again(
     with StagedModel(tmp_path / "repo", "m") as staged:
         version = choose_version(model, None)
         staged.onnx_path.write_bytes(b"late")
-        (model / "2").mkdir()  # the other export, done meanwhile
-        (model / "2" / ONNX_NAME).write_bytes(b"v2")
+        _add_version(model, 2)  # the other export, done meanwhile
         landed = staged.commit("config of the late one\n", version, auto=True)
     assert landed == model / "3"
     assert (model / "3" / ONNX_NAME).read_bytes() == b"late"
